@@ -1,0 +1,3 @@
+from pan360.cli import main
+
+main()

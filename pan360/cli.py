@@ -1,0 +1,230 @@
+"""``pan360`` command line: a thin Typer layer over :mod:`pan360.pipeline` (flags = API keywords).
+
+Errors become one line on stderr and a non-zero exit (``--debug`` shows the traceback); progress
+bars go to stderr through rich (``--quiet`` silences them).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pan360 import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a 360° equirectangular video into a normal-field-of-view video that follows the sound.")
+err = Console(stderr=True)
+
+STAGE_LABELS = {"audio": "decoding audio", "saliency": "saliency maps", "trajectory": "planning camera",
+                "render": "rendering", "heatmap": "heatmap video"}
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class SaliencyName(str, Enum):
+    auto = "auto"
+    foa = "foa"
+    none = "none"
+
+
+class FoaFormat(str, Enum):
+    auto = "auto"
+    ambix = "ambix"
+    fuma = "fuma"
+
+
+class Stereo(str, Enum):
+    auto = "auto"
+    mono = "mono"
+    top_bottom = "top-bottom"
+    side_by_side = "side-by-side"
+
+
+class Projection(str, Enum):
+    auto = "auto"
+    equirect = "equirect"
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if quiet:
+        yield None
+        return
+    bars = Progress(TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(STAGE_LABELS.get(stage, stage), total=max(total, 1))
+        bars.update(tasks[stage], completed=done, total=max(total, 1))
+
+    with bars:
+        yield update
+
+
+def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str], None]], object]) -> object:
+    """Run a job; turn failures into one line and an exit code (unless --debug)."""
+    def notify(msg: str) -> None:
+        if not quiet:
+            err.print(f"[yellow]note:[/] {msg}", highlight=False)
+
+    try:
+        with _progress(quiet) as progress:
+            return job(progress, notify)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err.print("interrupted: nothing was written", highlight=False)
+        raise typer.Exit(130)
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the user as one line
+        if debug:
+            raise
+        from pan360.errors import Pan360Error
+
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, Pan360Error):
+            msg = f"{type(exc).__name__}: {msg} (run with --debug for details)"
+        err.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+InputArg = typer.Argument(..., help="360° equirectangular video (any FFmpeg-readable file).", show_default=False)
+Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars or notes.")
+Debug = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace existing output files.")
+YawOffset = typer.Option(0.0, "--yaw-offset", help="Degrees added to the audio direction (audio front ≠ video centre).")
+FoaFmt = typer.Option(FoaFormat.auto, "--foa-format", help="Ambisonic format of 4-channel audio (auto: metadata, else ambiX).")
+ProjectionOpt = typer.Option(Projection.auto, "--projection", help="'equirect' forces equirect input whatever the metadata says.")
+StereoOpt = typer.Option(Stereo.auto, "--stereo", help="Stereo packing of the input (auto: metadata).")
+
+
+@app.command()
+def render(
+    input: Path = InputArg,
+    output: Path = typer.Option(..., "--output", "-o", help="Output MP4 (H.264 + AAC).", show_default=False),
+    size: Optional[str] = typer.Option(None, "--size", help="Output WxH, e.g. 1280x720 [default: 16:9, ≤ native, ≤ 1920 wide]."),
+    fov: Optional[float] = typer.Option(None, "--fov", help="Horizontal field of view in degrees [default: 90]."),
+    crf: float = typer.Option(20, "--crf", help="x264 quality (lower is better)."),
+    preset: str = typer.Option("medium", "--preset", help="x264 preset (ultrafast … veryslow)."),
+    path: Optional[Path] = typer.Option(None, "--path", help="Render this camera path (trajectory JSON, keyframes allowed)."),
+    trajectory_out: Optional[Path] = typer.Option(None, "--trajectory-out", help="Write the per-frame camera path (JSON)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of camera yaw over saliency against time."),
+    saliency: SaliencyName = typer.Option(SaliencyName.auto, "--saliency", help="Saliency source."),
+    cuts: bool = typer.Option(False, "--cuts", help="Cut instead of panning for far jumps between sources."),
+    max_speed: Optional[float] = typer.Option(None, "--max-speed", help="Camera speed bound in °/s [default: 110]."),
+    device: Device = typer.Option(Device.auto, "--device", help="Where to reproject (auto: CUDA when present)."),
+    yaw_offset: float = YawOffset,
+    foa_format: FoaFormat = FoaFmt,
+    projection: Projection = ProjectionOpt,
+    stereo: Stereo = StereoOpt,
+    overwrite: bool = Overwrite,
+    quiet: bool = Quiet,
+    debug: bool = Debug,
+) -> None:
+    """Render a normal-field-of-view video whose camera follows the sound."""
+    from pan360 import pipeline
+
+    result = _run(debug, quiet, lambda progress, notify: pipeline.render(
+        input, output, size=size, fov=fov, crf=crf, preset=preset, path=path, trajectory_out=trajectory_out,
+        plot=plot, saliency=saliency.value, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
+        device=device.value, yaw_offset=yaw_offset, foa_format=foa_format.value, projection=projection.value,
+        stereo=stereo.value, progress=progress, notify=notify))
+    if not quiet:
+        cam = result.path
+        err.print(f"wrote {result.output} ({cam.width}x{cam.height}, {len(cam)} frames, "
+                  f"saliency: {result.saliency_source})", highlight=False)
+
+
+@app.command("saliency")
+def saliency_cmd(
+    input: Path = InputArg,
+    output: Path = typer.Option(..., "--output", "-o", help="Output MP4: the equirect video with a heatmap.", show_default=False),
+    maps_out: Optional[Path] = typer.Option(None, "--maps-out", help="Write the raw maps and timestamps (NPZ)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the planned camera yaw over saliency."),
+    saliency: SaliencyName = typer.Option(SaliencyName.auto, "--saliency", help="Saliency source."),
+    crf: float = typer.Option(23, "--crf", help="x264 quality (lower is better)."),
+    preset: str = typer.Option("medium", "--preset", help="x264 preset."),
+    max_width: int = typer.Option(1920, "--max-width", help="Downscale wider inputs to this width."),
+    yaw_offset: float = YawOffset,
+    foa_format: FoaFormat = FoaFmt,
+    projection: Projection = ProjectionOpt,
+    stereo: Stereo = StereoOpt,
+    overwrite: bool = Overwrite,
+    quiet: bool = Quiet,
+    debug: bool = Debug,
+) -> None:
+    """Write the equirect video with its saliency as a colour heatmap."""
+    from pan360 import pipeline
+
+    result = _run(debug, quiet, lambda progress, notify: pipeline.saliency(
+        input, output, maps_out=maps_out, plot=plot, saliency=saliency.value, crf=crf, preset=preset,
+        max_width=max_width, overwrite=overwrite, yaw_offset=yaw_offset, foa_format=foa_format.value,
+        projection=projection.value, stereo=stereo.value, progress=progress, notify=notify))
+    if not quiet:
+        err.print(f"wrote {result.output} (saliency: {result.source})", highlight=False)
+
+
+@app.command()
+def info(
+    input: Path = InputArg,
+    projection: Projection = ProjectionOpt,
+    stereo: Stereo = StereoOpt,
+    debug: bool = Debug,
+) -> None:
+    """Print size, frame rate, duration, projection, stereo mode and audio layout."""
+    from pan360 import pipeline
+
+    mi = _run(debug, True, lambda progress, notify: pipeline.info(input, projection=projection.value,
+                                                                   stereo=stereo.value))
+    out = Console()
+    rows = [
+        ("file", str(mi.path)),
+        ("container", mi.format_name),
+        ("video", f"{mi.video_codec} {mi.width}x{mi.height} {mi.pixel_format}"),
+        ("picture", f"{mi.eye_width}x{mi.eye_height} (one eye)" if mi.stereo != "mono" else f"{mi.eye_width}x{mi.eye_height}"),
+        ("frame rate", f"{float(mi.fps):.3f} fps"),
+        ("frames", str(mi.n_frames)),
+        ("duration", f"{mi.duration:.3f} s"),
+        ("projection", f"{mi.projection} ({mi.projection_source})"),
+        ("stereo", f"{mi.stereo} ({mi.stereo_source})"),
+    ]
+    if mi.yaw or mi.pitch or mi.roll:
+        rows.append(("initial view", f"yaw {mi.yaw:g}, pitch {mi.pitch:g}, roll {mi.roll:g}"))
+    a = mi.audio
+    if a is None:
+        rows.append(("audio", "none"))
+    else:
+        kind = {"ambix": "first-order ambisonics, ambiX (ACN/SN3D)", "fuma": "first-order ambisonics, FuMa"}
+        rows.append(("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch ({a.layout})"))
+        rows.append(("audio layout", kind.get(a.ambisonic or "", "mono" if a.channels == 1 else
+                                                "stereo" if a.channels == 2 else "not spatial")))
+    for k, v in rows:
+        out.print(f"{k:<14} {v}", highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pan360 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """pan360: 360° video → a normal video that looks where the sound is."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,170 @@
+"""Decoding a whole audio track to float32 (channels, samples), aligned to the first video frame.
+
+Channel order is the order FFmpeg decodes, returned untouched (no FuMa conversion, no remix). For
+4-channel AAC (channel configuration 4, decoded as layout "4.0") that is the order the ambisonic
+channels were meant in: checked on real files, where FFmpeg's output is W, X, Y, Z for the FuMa
+test recording ``chapman_4ch_B_FuMaNorm_FuMaOrd_speech.mp4`` (channel 0 obeys the FuMa plane-wave
+relation X² + Y² + Z² = 2 W² to within 1 %, and the announced positions come out on the expected
+grid) and W, Y, Z, X for ``datavized_beach-ambisonic.mp4`` (Y = W, X = 0). Undoing FFmpeg's AAC
+channel-element reordering would put W in second place, so it is not undone; files written by
+ffmpeg (and by :class:`~pan360.media.video.VideoWriter`) read back in the order they were written.
+Vorbis "quad" keeps its order too (the W channel of the real WebM clips is channel 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+from pan360.errors import Pan360Error
+from pan360.media.probe import (
+    MediaInfo,
+    ambisonic_kind,
+    open_input,
+    select_audio_stream,
+    select_video_stream,
+)
+
+# Jitter between a frame's timestamp and the running sample count below this is ignored;
+# a larger difference is a real gap (zeros) or overlap (dropped samples).
+_RESYNC_SECONDS = 0.02
+
+_INT_SCALE = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+@dataclass(frozen=True, eq=False)
+class AudioTrack:
+    """A decoded audio track.
+
+    ``samples`` is float32 (channels, N) in the file's channel order, nominally within [-1, 1];
+    sample 0 is at the time of the first video frame (or of the first audio sample for a file
+    without video). ``ambisonic`` is "ambix", "fuma" or None, as reported, never converted.
+    """
+
+    samples: NDArray[np.float32]
+    sample_rate: int
+    layout: str
+    ambisonic: str | None
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.samples.shape[1] / self.sample_rate
+
+
+def _to_float(frame: av.AudioFrame) -> NDArray[np.float32]:
+    """(channels, samples) float32 from any sample format, without touching the channel order."""
+    arr = frame.to_ndarray()
+    fmt = frame.format.name
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:  # packed: (1, samples * channels) interleaved
+        arr = arr.reshape(-1, channels).T
+    base = fmt.rstrip("p")
+    if base in ("flt", "dbl"):
+        return arr.astype(np.float32, copy=False)
+    if base == "u8":
+        return ((arr.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    return (arr.astype(np.float64) / _INT_SCALE[base]).astype(np.float32)
+
+
+def _video_start(container, path: Path) -> float | None:
+    """Time of the first displayed video frame (from packet timestamps), None without video."""
+    vstream = select_video_stream(container)
+    if vstream is None:
+        return None
+    first = None
+    for packet in container.demux(vstream):
+        t = packet.pts if packet.pts is not None else packet.dts
+        if packet.size and not packet.is_discard and t is not None:
+            first = t if first is None else min(first, t)
+    if first is None:
+        return None
+    return float(first * vstream.time_base)
+
+
+def read_audio(
+    source: MediaInfo | str | Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> AudioTrack:
+    """Decode the whole audio track of a file.
+
+    Parameters
+    ----------
+    source : a :class:`MediaInfo` from :func:`probe` (aligned to its first video frame), or a path
+        (aligned to the first video frame if the file has video, else starting at the first sample).
+    progress : optional callback (decoded seconds, total seconds), rounded to whole seconds.
+
+    Raises
+    ------
+    Pan360Error : unreadable file or no audio stream.
+    """
+    if isinstance(source, MediaInfo):
+        path, t0 = source.path, source.start_time
+        if source.audio is None:
+            raise Pan360Error(f"{path.name} has no audio stream")
+    else:
+        path = Path(source)
+        container = open_input(path)
+        try:
+            t0 = _video_start(container, path)
+        finally:
+            container.close()
+
+    container = open_input(path)
+    try:
+        stream = select_audio_stream(container)
+        if stream is None:
+            raise Pan360Error(f"{path.name} has no audio stream")
+        ctx = stream.codec_context
+        sr = int(ctx.sample_rate)
+        channels = int(ctx.channels)
+        total = int(float(stream.duration * stream.time_base)) if stream.duration else 0
+        chunks: list[NDArray[np.float32]] = []
+        placed = 0  # samples in the output so far
+        expected: int | None = None  # where the next decoded sample belongs (relative to sample 0)
+        start = None if t0 is None else round(t0 * sr)  # absolute sample index of output sample 0
+        resync = int(_RESYNC_SECONDS * sr)
+        try:
+            for frame in container.decode(stream):
+                data = _to_float(frame)
+                if data.shape[0] != channels:  # a mid-stream layout change cannot be one array
+                    raise Pan360Error(f"{path.name}: the audio channel count changes mid-stream")
+                if frame.pts is not None:
+                    at = round(float(frame.pts * Fraction(frame.time_base)) * sr)
+                    start = at if start is None else start
+                    # trust the timestamp only for a real gap or overlap, not for rounding jitter
+                    if expected is None or abs(at - start - expected) > resync:
+                        expected = at - start
+                expected = expected or 0
+                if expected > placed:  # audio starts after the first video frame, or a gap
+                    chunks.append(np.zeros((channels, expected - placed), np.float32))
+                    placed = expected
+                keep = data[:, placed - expected :]  # drops audio before sample 0 and overlaps
+                expected += data.shape[1]
+                if keep.shape[1]:
+                    chunks.append(keep)
+                    placed += keep.shape[1]
+                if progress is not None and total:
+                    progress(min(placed // sr, total), total)
+        except av.error.FFmpegError as exc:
+            if not chunks:
+                raise Pan360Error(f"cannot decode the audio of {path.name}: {exc.__class__.__name__}") from exc
+        layout = ctx.layout.name if ctx.layout is not None else f"{channels} channels"
+        kind = ambisonic_kind(channels, layout, dict(stream.metadata))
+    finally:
+        container.close()
+    samples = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+    return AudioTrack(samples=np.ascontiguousarray(samples), sample_rate=sr, layout=layout, ambisonic=kind)
+

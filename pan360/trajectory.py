@@ -1,0 +1,382 @@
+"""AUTOCAM-style camera planning on the sphere from per-frame saliency maps.
+
+Input: saliency maps ``(T, H, W)`` on an equirect grid (pixel centres per :func:`sphere.equirect_angles`),
+one per video frame, with the frame times ``(T,)`` in seconds (any spacing). Maps carry an absolute
+scale: a near-zero map means nothing is sounding, so the camera holds. Output: a camera direction per
+frame (yaw, pitch in degrees, v360 convention; see ../shared/CONVENTIONS.md).
+
+Steps (Su et al., AUTOCAM, with the saliency computed on the sphere):
+
+1. **Centre of interest** of every frame: the saliency-weighted mean direction on the sphere
+   (:func:`sphere.weighted_mean_direction`) and its resultant (concentration x mass).
+2. **Dynamic programming** over candidate view directions (a yaw x pitch grid) at steps of ~0.1 s. A
+   view earns the saliency its frustum captures (solid-angle weighted, soft-edged so that sources are
+   kept toward the middle) plus a bonus for centring the centre of interest; moving costs a little
+   per degree, so the camera holds when nothing changes; transitions are limited to ``max_speed·dt``
+   (yaw wraps round). The plan is offline: it sees every map, so it starts a long pan *before* a
+   switch of sources when that captures more in total. With ``cuts`` the camera may also jump anywhere
+   for a penalty, which pays only for a real switch.
+3. **Smoothing**: Gaussian on unit vectors at the step rate, a cubic spline to the frame times, then a
+   measured speed clamp, so the speed bound holds on the final path. Nothing is smoothed across a cut:
+   the camera cuts between two frames.
+
+Defaults: h_fov 90° at 16:9 (v_fov 58.7°) and max speed 110°/s: a 180° switch then takes 1.6 s,
+so with the pan centred on the switch both sources are in view until 0.4 s from it.
+Same input, same output (bit-identical): no randomness and fixed tie-breaking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.interpolate import CubicSpline
+from scipy.ndimage import gaussian_filter1d
+
+from . import sphere
+from .errors import Pan360Error
+from .geometry import rotation_matrix
+from .paths import CameraPath, v_fov_from_h
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TrajectoryOptions:
+    """Planner settings; angles in degrees, times in seconds, costs in seconds of fully captured saliency."""
+
+    h_fov: float = 90.0            # horizontal field of view of the output camera
+    v_fov: float | None = None     # vertical field of view; None: from h_fov and aspect (square pixels)
+    aspect: float = 16.0 / 9.0     # output width / height, only used to derive v_fov
+    max_speed: float = 110.0       # bound on the camera's angular speed, °/s (the p99 target is 120)
+    cuts: bool = False             # allow hard cuts for far jumps between sources
+    cut_penalty: float = 0.6       # cost of one cut: a cut must save more than 0.6 s of lost capture
+    step: float = 0.1              # target planning step; adjusted so one step moves a whole grid multiple
+    grid: float = 5.0              # spacing of the candidate directions in yaw and pitch
+    pitch_limit: float = 60.0      # candidates span pitch [-pitch_limit, pitch_limit]
+    edge: float = 0.5              # inner share of each half-width at full weight; outside it tapers
+    edge_weight: float = 0.5       # weight left at the frame edge (0 beyond): in view first, centred second
+    centre_weight: float = 0.25    # bonus (relative to the mass) for centring the centre of interest
+    motion_cost: float = 0.001     # cost per degree moved: the camera holds unless moving pays
+    contrast_floor: float = 0.5    # maps whose contrast is below this share of their mean level count as noise
+    smooth: float = 0.25           # Gaussian smoothing sigma of the camera path
+    initial_yaw: float = 0.0       # preferred direction when nothing decides (e.g. silent maps)
+    initial_pitch: float = 0.0
+
+    def resolved_v_fov(self) -> float:
+        if self.v_fov is not None:
+            return float(self.v_fov)
+        return float(v_fov_from_h(self.h_fov, self.aspect, 1.0))
+
+    def check(self) -> None:
+        v = self.resolved_v_fov()
+        if not (0 < self.h_fov < 180 and 0 < v < 180):
+            raise Pan360Error(f"field of view must be in (0, 180) degrees, got {self.h_fov:g} x {v:g}")
+        if self.max_speed <= 0 or self.step <= 0 or self.grid <= 0 or self.smooth < 0:
+            raise Pan360Error("max_speed, step and grid must be positive and smooth non-negative")
+        if not 0 <= self.pitch_limit <= 90:
+            raise Pan360Error(f"pitch_limit must be in [0, 90], got {self.pitch_limit:g}")
+
+
+@dataclass
+class TrajectoryPlan:
+    """Result of :func:`plan`: per-frame camera and centres of interest, and the coarse DP path."""
+
+    yaw: np.ndarray          # (T,) camera yaw per frame, degrees
+    pitch: np.ndarray        # (T,) camera pitch per frame, degrees
+    cuts: np.ndarray         # frame indices i where the camera cuts between frame i-1 and i
+    coi_yaw: np.ndarray      # (T,) centre of interest per frame, degrees
+    coi_pitch: np.ndarray    # (T,)
+    coi_concentration: np.ndarray  # (T,) in [0, 1]
+    step_times: np.ndarray   # (S,) DP step times, seconds
+    step_yaw: np.ndarray     # (S,) DP path before smoothing, degrees
+    step_pitch: np.ndarray   # (S,)
+    options: TrajectoryOptions
+
+
+# ---------------------------------------------------------------------------------- candidates
+@lru_cache(maxsize=4)
+def _candidates(grid: float, pitch_limit: float) -> np.ndarray:
+    """(C, 2) yaw, pitch of the candidate views: yaw from -180+grid to 180, pitch symmetric about 0."""
+    n_yaw = max(1, int(round(360.0 / grid)))
+    yaws = 180.0 - 360.0 / n_yaw * np.arange(n_yaw)[::-1]
+    n_p = int(math.floor(pitch_limit / grid + 1e-9))
+    pitches = grid * np.arange(-n_p, n_p + 1)
+    p, y = np.meshgrid(pitches, yaws, indexing="ij")
+    return np.stack([y.ravel(), p.ravel()], axis=1)
+
+
+@lru_cache(maxsize=4)
+def _neighbours(grid: float, pitch_limit: float, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates within ``reach`` of each candidate: indices (C, K) padded with the candidate itself,
+    and their distances (C, K).
+
+    The distance is measured in (yaw, pitch) degrees, yaw wrapping round: sqrt(Δyaw² + Δpitch²). It
+    is never less than the angle on the sphere, so the speed bound holds, and its shortest routes are
+    level pans (the great circle between two sources at the same pitch tilts toward a pole, which
+    looks at the ground and loses the sources through the narrow vertical FOV).
+    """
+    cand = _candidates(grid, pitch_limit)
+    dyaw = sphere.wrap_yaw(cand[:, None, 0] - cand[None, :, 0])
+    ang = np.hypot(dyaw, cand[:, None, 1] - cand[None, :, 1])
+    near = ang <= reach + 1e-6
+    k = int(near.sum(axis=1).max())
+    idx = np.tile(np.arange(len(cand))[:, None], (1, k))
+    dist = np.zeros((len(cand), k))
+    for c in range(len(cand)):
+        js = np.flatnonzero(near[c])
+        idx[c, : len(js)] = js
+        dist[c, : len(js)] = ang[c, js]
+    return idx, dist
+
+
+def _overlap(n_src: int, n_dst: int) -> np.ndarray:
+    """(n_dst, n_src) share of each source cell inside each destination cell of the same span."""
+    s0, s1 = np.arange(n_src) / n_src, (np.arange(n_src) + 1) / n_src
+    d0, d1 = np.arange(n_dst) / n_dst, (np.arange(n_dst) + 1) / n_dst
+    inter = np.minimum(d1[:, None], s1[None, :]) - np.maximum(d0[:, None], s0[None, :])
+    return np.clip(inter, 0.0, None) * n_src
+
+
+def _taper(x: np.ndarray, edge: float, floor: float) -> np.ndarray:
+    """1 for |x| <= edge, raised-cosine down to ``floor`` at |x| = 1, 0 beyond (outside the frame)."""
+    x = np.abs(x)
+    if edge >= 1.0:
+        return (x < 1.0).astype(np.float64)
+    ramp = floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * np.clip((x - edge) / (1.0 - edge), 0.0, 1.0)))
+    return np.where(x <= edge, 1.0, np.where(x < 1.0, ramp, 0.0))
+
+
+@lru_cache(maxsize=4)
+def _inclusion(grid: float, pitch_limit: float, h_fov: float, v_fov: float, edge: float,
+               edge_weight: float, rows: int, cols: int) -> np.ndarray:
+    """(C, rows*cols) float32 weight of every map cell in every candidate's frustum (soft-edged)."""
+    cand = _candidates(grid, pitch_limit)
+    cells = sphere.equirect_vectors(cols, rows).reshape(-1, 3)
+    area = np.broadcast_to(sphere.equirect_solid_angle(cols, rows), (rows, cols)).ravel()
+    tx, ty = math.tan(math.radians(h_fov) / 2), math.tan(math.radians(v_fov) / 2)
+    out = np.empty((len(cand), len(cells)), np.float32)
+    for c, (yaw, pitch) in enumerate(cand):
+        cam = cells @ rotation_matrix(float(yaw), float(pitch), 0.0)  # camera frame: x view axis, y left, z up
+        fwd = cam[:, 0]
+        safe = np.where(fwd > 1e-9, fwd, 1.0)
+        w = _taper(-cam[:, 1] / safe / tx, edge, edge_weight) * _taper(cam[:, 2] / safe / ty, edge, edge_weight)
+        out[c] = np.where(fwd > 1e-9, w, 0.0) * area
+    return out
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _pool_size(shape: tuple[int, int], opts: TrajectoryOptions) -> tuple[int, int]:
+    """Planning grid: about 10 cells across the narrower FOV, 16..48 rows, never finer than the maps."""
+    h, w = shape
+    rows = int(np.clip(math.ceil(1800.0 / min(opts.h_fov, opts.resolved_v_fov())), 16, 48))
+    return min(h, rows), min(w, 2 * min(h, rows))
+
+
+def _check_inputs(maps: ArrayLike, times: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(maps)
+    t = np.asarray(times, dtype=np.float64).ravel()
+    if m.ndim != 3 or m.shape[0] == 0 or m.shape[1] < 1 or m.shape[2] < 1:
+        raise Pan360Error(f"saliency maps must have shape (T, H, W) with T >= 1, got {m.shape}")
+    if len(t) != m.shape[0]:
+        raise Pan360Error(f"{m.shape[0]} saliency maps but {len(t)} frame times")
+    if not np.all(np.isfinite(t)) or np.any(np.diff(t) < 0):
+        raise Pan360Error("frame times must be finite and non-decreasing")
+    return m, t
+
+
+def _smooth_segment(vec: np.ndarray, sigma_steps: float) -> np.ndarray:
+    if sigma_steps > 0 and len(vec) > 1:
+        vec = gaussian_filter1d(vec, sigma_steps, axis=0, mode="nearest")
+    n = np.linalg.norm(vec, axis=1, keepdims=True)
+    return vec / np.where(n > 1e-12, n, 1.0)
+
+
+def _clamp_speed(vec: np.ndarray, times: np.ndarray, max_speed: float) -> np.ndarray:
+    """Limit each frame-to-frame turn to max_speed·dt (forward pass); only runs where it is exceeded."""
+    ang = sphere.vec_angle(vec[:-1], vec[1:])
+    allowed = max_speed * np.diff(times)
+    if not np.any(ang > allowed * (1 + 1e-9) + 1e-9):
+        return vec
+    out = vec.copy()
+    for i in range(1, len(out)):
+        a = float(sphere.vec_angle(out[i - 1], vec[i]))
+        lim = float(allowed[i - 1])
+        out[i] = vec[i] if a <= lim else sphere.slerp(out[i - 1], vec[i], lim / a)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- plan
+def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
+         progress: Progress | None = None, **overrides: Any) -> TrajectoryPlan:
+    """Plan the camera for saliency ``maps`` (T, H, W) at frame ``times`` (T,); see the module doc.
+
+    ``overrides`` replace fields of ``options`` (e.g. ``cuts=True``). Non-finite or negative map values
+    count as 0. ``progress(done, total)`` is called as the work advances.
+    """
+    opts = replace(options or TrajectoryOptions(), **overrides)
+    opts.check()
+    m, t = _check_inputs(maps, times)
+    n_frames, h, w = m.shape
+    v_fov = opts.resolved_v_fov()
+    rows, cols = _pool_size((h, w), opts)
+    # Steps: a whole number of grid moves per step at full speed, so the bound is met exactly.
+    moves = max(1, int(round(opts.step * opts.max_speed / opts.grid)))
+    reach = moves * opts.grid
+    dt = reach / opts.max_speed
+    n_steps = int(round((t[-1] - t[0]) / dt)) + 1
+    step_times = t[0] + dt * np.arange(n_steps)
+    step_of = np.clip(np.round((t - t[0]) / dt).astype(np.int64), 0, n_steps - 1)
+
+    # 1. Per-frame centres of interest and pooled masses, in chunks (memory bounded by the chunk).
+    area = sphere.equirect_solid_angle(w, h)
+    pool_h, pool_w = _overlap(h, rows), _overlap(w, cols)
+    step_mass = np.zeros((n_steps, rows * cols))
+    step_res = np.zeros((n_steps, 3))
+    counts = np.bincount(step_of, minlength=n_steps).astype(np.float64)
+    coi_yaw, coi_pitch, coi_conc = (np.zeros(n_frames) for _ in range(3))
+    chunk = 256
+    n_chunks = -(-n_frames // chunk)
+    total_work = n_chunks + n_steps
+    for ci, a in enumerate(range(0, n_frames, chunk)):
+        blk = np.nan_to_num(np.asarray(m[a:a + chunk], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        blk = np.maximum(blk, 0.0)
+        yaw_f, pitch_f, conc_f = sphere.weighted_mean_direction(blk)
+        coi_yaw[a:a + chunk], coi_pitch[a:a + chunk], coi_conc[a:a + chunk] = yaw_f, pitch_f, conc_f
+        mass = blk * area
+        res = (conc_f * mass.sum(axis=(1, 2)))[:, None] * sphere.dir_to_vec(yaw_f, pitch_f)
+        pooled = np.einsum("rh,thw,cw->trc", pool_h, mass, pool_w, optimize=True).reshape(len(blk), -1)
+        s = step_of[a:a + chunk]
+        np.add.at(step_mass, s, pooled)
+        np.add.at(step_res, s, res)
+        if progress is not None:
+            progress(ci + 1, total_work)
+    have = counts > 0
+    step_mass[have] /= counts[have, None]
+    step_res[have] /= counts[have, None]
+    if not np.all(have):  # steps between sparse frames take the nearest frame's step
+        filled = np.flatnonzero(have)
+        near = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)), 0, len(filled) - 1)]
+        prev = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)) - 1, 0, len(filled) - 1)]
+        pick = np.where(np.abs(prev - np.arange(n_steps)) <= np.abs(near - np.arange(n_steps)), prev, near)
+        step_mass, step_res = step_mass[pick], step_res[pick]
+
+    # 2. Scores: captured mass + centring bonus, normalised by a clip-level reference.
+    cand = _candidates(opts.grid, opts.pitch_limit)
+    cvec = sphere.dir_to_vec(cand[:, 0], cand[:, 1])
+    incl = _inclusion(opts.grid, opts.pitch_limit, float(opts.h_fov), v_fov, opts.edge, opts.edge_weight, rows, cols)
+    captured = (step_mass.astype(np.float32) @ incl.T).astype(np.float64)
+    res_norm = np.linalg.norm(step_res, axis=1)
+    res_dir = step_res / np.where(res_norm > 0, res_norm, 1.0)[:, None]
+    cos0 = math.cos(math.radians(opts.h_fov / 2))
+    bell = np.clip((res_dir @ cvec.T - cos0) / (1.0 - cos0), 0.0, 1.0)
+    score = captured + opts.centre_weight * res_norm[:, None] * bell
+    contrast = score.max(axis=1) - score.min(axis=1)
+    level = captured.mean(axis=1)
+    ref = max(float(np.percentile(contrast, 95)), opts.contrast_floor * float(np.percentile(level, 95)))
+    if ref <= 0:
+        ref = float(contrast.max())
+    score = score * (dt / ref) if ref > 0 else np.zeros_like(score)
+
+    # 3. Dynamic programming (maximise), bounded moves; ties go to the lowest index (deterministic).
+    nbr, dist = _neighbours(opts.grid, opts.pitch_limit, reach)
+    move_cost = opts.motion_cost * dist
+    init = sphere.vec_angle(cvec, sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch))
+    value = score[0] - 1e-6 * init  # tiny: only breaks ties, e.g. for silent maps
+    back = np.empty((n_steps, len(cand)), np.int32)
+    cut_at = np.zeros(n_steps, bool)
+    cut_from = np.zeros((n_steps, len(cand)), bool)
+    report_every = max(1, n_steps // 50)
+    for k in range(1, n_steps):
+        options_k = value[nbr] - move_cost
+        j = np.argmax(options_k, axis=1)
+        best = options_k[np.arange(len(cand)), j]
+        back[k] = nbr[np.arange(len(cand)), j]
+        if opts.cuts:
+            jump = int(np.argmax(value))
+            jump_value = value[jump] - opts.cut_penalty
+            take = jump_value > best
+            best = np.where(take, jump_value, best)
+            back[k] = np.where(take, jump, back[k])
+            cut_from[k] = take
+        value = score[k] + best
+        if progress is not None and (k % report_every == 0 or k == n_steps - 1):
+            progress(n_chunks + k + 1, total_work)
+    idx = np.empty(n_steps, np.int64)
+    idx[-1] = int(np.argmax(value))
+    for k in range(n_steps - 1, 0, -1):
+        cut_at[k] = cut_from[k, idx[k]]
+        idx[k - 1] = back[k, idx[k]]
+    if progress is not None:
+        progress(total_work, total_work)
+
+    # 4. Smoothing per segment between cuts; cut frames refined on the per-frame maps.
+    step_vec = cvec[idx]
+    seg_starts = [0] + [int(k) for k in np.flatnonzero(cut_at)]
+    seg_ends = seg_starts[1:] + [n_steps]
+    frame_seg = np.zeros(n_frames, np.int64)
+    cut_frames = []
+    for g, k in enumerate(seg_starts[1:], start=1):
+        f = _cut_frame(m, t, step_of, k, incl[idx[k - 1]], incl[idx[k]], area, pool_h, pool_w, step_times)
+        frame_seg[f:] = g
+        cut_frames.append(f)
+    out = np.empty((n_frames, 3))
+    sigma = opts.smooth / dt
+    for g, (s0, s1) in enumerate(zip(seg_starts, seg_ends)):
+        sv = _smooth_segment(step_vec[s0:s1], sigma)
+        sel = frame_seg == g
+        if not np.any(sel):
+            continue
+        tt = np.clip(t[sel], step_times[s0], step_times[s1 - 1])
+        v = CubicSpline(step_times[s0:s1], sv, axis=0)(tt) if s1 - s0 > 1 else np.repeat(sv, len(tt), axis=0)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        out[sel] = _clamp_speed(v, t[sel], opts.max_speed) if len(v) > 1 else v
+    yaw, pitch = sphere.vec_to_dir(out)
+    syaw, spitch = sphere.vec_to_dir(step_vec)
+    return TrajectoryPlan(yaw, pitch, np.asarray(cut_frames, np.int64), coi_yaw, coi_pitch, coi_conc,
+                          step_times, syaw, spitch, opts)
+
+
+def _cut_frame(m: np.ndarray, t: np.ndarray, step_of: np.ndarray, k: int, w_a: np.ndarray, w_b: np.ndarray,
+               area: np.ndarray, pool_h: np.ndarray, pool_w: np.ndarray, step_times: np.ndarray) -> int:
+    """First frame shown from view B for a cut planned between steps k-1 (view A) and k (view B).
+
+    Among the frames of both steps, the split maximising A's capture before it and B's after it.
+    """
+    frames = np.flatnonzero((step_of == k - 1) | (step_of == k))
+    if len(frames) == 0:  # no frame in either step: cut at the mid time
+        return int(np.searchsorted(t, 0.5 * (step_times[k - 1] + step_times[k])))
+    blk = np.maximum(np.nan_to_num(np.asarray(m[frames], dtype=np.float64)), 0.0) * area
+    pooled = np.einsum("rh,thw,cw->trc", pool_h, blk, pool_w, optimize=True).reshape(len(frames), -1)
+    a, b = pooled @ w_a, pooled @ w_b
+    gain = np.concatenate([[0.0], np.cumsum(a)]) + np.concatenate([np.cumsum(b[::-1])[::-1], [0.0]])
+    split = int(np.argmax(gain))
+    return int(frames[0] + split) if split < len(frames) else int(frames[-1] + 1)
+
+
+def plan_trajectory(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
+                    progress: Progress | None = None, **overrides: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Camera (yaw, pitch) per frame, degrees, for saliency ``maps`` at ``times``; see :func:`plan`.
+
+    Keywords are :class:`TrajectoryOptions` fields, e.g. ``plan_trajectory(maps, times, h_fov=75,
+    cuts=True)``.
+    """
+    p = plan(maps, times, options, progress=progress, **overrides)
+    return p.yaw, p.pitch
+
+
+def plan_camera_path(maps: ArrayLike, times: ArrayLike, width: int, height: int, fps: float,
+                     options: TrajectoryOptions | None = None, *, progress: Progress | None = None,
+                     **overrides: Any) -> CameraPath:
+    """A :class:`CameraPath` for an output of ``width`` x ``height`` at ``fps`` (aspect from the size)."""
+    opts = replace(options or TrajectoryOptions(), **overrides)
+    opts = replace(opts, aspect=width / height)
+    p = plan(maps, times, opts, progress=progress)
+    t = np.asarray(times, dtype=np.float64).ravel()
+    ones = np.ones(len(t))
+    return CameraPath(t, p.yaw, p.pitch, 0.0 * ones, opts.h_fov * ones, opts.resolved_v_fov() * ones,
+                      width, height, fps)
