@@ -14,9 +14,9 @@ default settings and scores the camera path against the exact truth with pan360.
     python bench/eval_scenes.py --n 10 --json -    # JSON on stdout
     python bench/eval_scenes.py --keep out/        # keep the scenes, truths and rendered outputs
 
-By default the public pipeline (pan360.pipeline.render, which also renders the NFoV video) is used
-when it exists; ``--analysis-only`` (or its absence) runs only the analysis it is built from:
-probe -> read_audio -> FOA saliency maps -> trajectory -> metrics.
+By default each scene goes through the public API, pan360.pipeline.render (which also renders the
+NFoV video), and is scored from its --trajectory-out file; ``--analysis-only`` runs only the analysis
+(probe -> read_audio -> FOA saliency maps -> trajectory, same defaults), which is much faster.
 """
 
 from __future__ import annotations
@@ -41,24 +41,25 @@ TARGET_IN_VIEW, TARGET_P99 = 0.95, 120.0
 
 
 def analyse(video: Path) -> CameraPath:
-    """Camera path of ``video`` from its FOA audio with default settings, without rendering."""
+    """Camera path of ``video`` with the pipeline's defaults, without rendering the NFoV video."""
     from pan360.media import probe, read_audio
+    from pan360.pipeline import DEFAULT_FOV
     from pan360.saliency import choose_source, compute_saliency
     from pan360.trajectory import plan_camera_path
 
     info = probe(video)
     source, _ = choose_source("auto", info)
-    track = read_audio(info) if info.audio is not None else None
-    maps = compute_saliency(source, info, track)
-    return plan_camera_path(maps, info.frame_times, 1280, 720, float(info.fps))
+    maps = compute_saliency(source, info, read_audio(info) if info.audio is not None else None)
+    return plan_camera_path(maps, info.frame_times, 1280, 720, float(info.fps), h_fov=DEFAULT_FOV)
 
 
-def run_pipeline(video: Path, out_dir: Path) -> CameraPath:
-    """Camera path written by the public pipeline (which also renders ``out_dir``/render.mp4)."""
+def run_pipeline(video: Path, out_dir: Path, preset: str) -> CameraPath:
+    """Camera path from the public API: pan360.pipeline.render with default settings (the x264 preset
+    only changes encoding speed), read back from its --trajectory-out file."""
     from pan360 import pipeline
 
     traj = out_dir / f"{video.stem}_trajectory.json"
-    pipeline.render(video, out_dir / f"{video.stem}_render.mp4", trajectory_out=traj, overwrite=True, quiet=True)
+    pipeline.render(video, out_dir / f"{video.stem}_render.mp4", trajectory_out=traj, preset=preset, overwrite=True)
     return load_path(traj)
 
 
@@ -83,16 +84,13 @@ def main() -> int:
     ap.add_argument("--size", default="1280x640", help="equirect size WxH (default %(default)s)")
     ap.add_argument("--duration", type=float, nargs=2, default=(8.0, 12.0), metavar=("MIN", "MAX"),
                     help="scene duration range in seconds")
-    ap.add_argument("--analysis-only", action="store_true", help="skip the NFoV rendering")
+    ap.add_argument("--analysis-only", action="store_true", help="skip the NFoV rendering (maps -> trajectory only)")
+    ap.add_argument("--preset", default="veryfast", help="x264 preset of the rendered output (default %(default)s)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout)")
     ap.add_argument("--keep", type=Path, metavar="DIR", help="keep scenes, truths and outputs in DIR")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    try:
-        import pan360.pipeline  # noqa: F401
-        use_pipeline = not args.analysis_only
-    except ImportError:
-        use_pipeline = False
+    use_pipeline = not args.analysis_only
     log = sys.stderr if args.json == "-" else sys.stdout
 
     tmp = tempfile.TemporaryDirectory(prefix="pan360-eval-")
@@ -113,7 +111,7 @@ def main() -> int:
         gt = write_scene(scene, video, crf=23, preset="veryfast")
         write_ground_truth(gt, work / f"scene_{seed}_truth.json")
         t0 = time.perf_counter()
-        path = run_pipeline(video, work) if use_pipeline else analyse(video)
+        path = run_pipeline(video, work, args.preset) if use_pipeline else analyse(video)
         elapsed = time.perf_counter() - t0
         s = score(path, gt)
         for k in pooled:

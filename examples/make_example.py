@@ -27,11 +27,11 @@ SCENE = Scene(
     fps=30.0,
     duration=12.0,
     objects=(
-        SceneObject("drum", yaw=-40.0, pitch=-5.0, radius=13.0, seed=SEED + 1),
-        SceneObject("bell", yaw=140.0, pitch=15.0, radius=13.0, seed=SEED + 2),
-        SceneObject("bird", yaw=100.0, pitch=18.0, radius=11.0, yaw_rate=-10.0, pitch_amp=6.0,
+        SceneObject("drum", yaw=-40.0, pitch=-5.0, radius=12.0, seed=SEED + 1),
+        SceneObject("bell", yaw=140.0, pitch=15.0, radius=12.0, seed=SEED + 2),
+        SceneObject("bird", yaw=100.0, pitch=18.0, radius=10.0, yaw_rate=-10.0, pitch_amp=6.0,
                     pitch_period=3.0, seed=SEED + 3),
-        SceneObject("engine", yaw=-120.0, pitch=-20.0, radius=14.0, seed=SEED + 4),
+        SceneObject("engine", yaw=-120.0, pitch=-20.0, radius=12.0, seed=SEED + 4),
     ),
     schedule=((0, 0.0, 3.0), (1, 3.0, 6.0), (2, 6.0, 9.0), (3, 9.0, 12.0)),
     diffuse_noise_db=-4.5,
@@ -44,7 +44,7 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=here / "example.mp4", help="output MP4 (default: %(default)s)")
-    ap.add_argument("--crf", type=int, default=24, help="x264 quality (default: %(default)s)")
+    ap.add_argument("--crf", type=int, default=20, help="x264 quality (default: %(default)s)")
     ap.add_argument("--preset", default="slow", help="x264 preset (default: %(default)s)")
     args = ap.parse_args()
     gt = write_scene(SCENE, args.out, crf=args.crf, preset=args.preset)

@@ -61,7 +61,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         yield None
         return
     bars = Progress(TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
     tasks: dict[str, TaskID] = {}
 
     def update(stage: str, done: int, total: int) -> None:

@@ -148,8 +148,12 @@ def world_angles(rays: FloatArray, rot: FloatArray) -> tuple[FloatArray, FloatAr
 
     Longitude is in (-π, π]; latitude in [-π/2, π/2]. The rays need not be unit length.
     """
-    v = rays @ rot.T.astype(rays.dtype)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    # Explicit products rather than a matmul: BLAS threads would spin for a tiny product every frame.
+    r = rot.astype(rays.dtype)
+    rx, ry, rz = rays[..., 0], rays[..., 1], rays[..., 2]
+    x = r[0, 0] * rx + r[0, 1] * ry + r[0, 2] * rz
+    y = r[1, 0] * rx + r[1, 1] * ry + r[1, 2] * rz
+    z = r[2, 0] * rx + r[2, 1] * ry + r[2, 2] * rz
     lon = np.arctan2(-y, x)
     lat = np.arctan2(z, np.hypot(x, y))
     return lon, lat

@@ -82,16 +82,6 @@ def _load_audio(info: MediaInfo, progress: Progress | None) -> AudioTrack | None
     return read_audio(info, progress=_stage(progress, "audio"))
 
 
-def _analyse(info: MediaInfo, track: AudioTrack | None, source_name: str, *, foa_format: str,
-             yaw_offset: float, progress: Progress | None, notify: Notify) -> tuple[str, NDArray[np.float32]]:
-    source, note = choose_source(source_name, info)
-    if note:
-        notify(note)
-    maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
-                            map_size=MAP_SIZE, progress=_stage(progress, "saliency"))
-    return source, maps
-
-
 def _output_audio(info: MediaInfo, track: AudioTrack | None, path: CameraPath, foa_format: str,
                   notify: Notify) -> tuple[NDArray[np.float32], int] | None:
     """The output's sound: FOA becomes stereo that follows the camera; anything else passes through."""
@@ -153,6 +143,10 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         raise Pan360Error(f"--fov must be between 1 and 160 degrees, got {fov:g}")
 
     info = probe(input, projection=projection, stereo=stereo)
+    if path is None:
+        source, note = choose_source(saliency, info)  # refuse a missing source before decoding anything
+        if note:
+            say(note)
     track = _load_audio(info, progress)
     maps: NDArray[np.float32] | None = None
 
@@ -169,8 +163,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     else:
         h_fov = DEFAULT_FOV if fov is None else fov
         w, h = requested_size or geometry.default_output_size(info.eye_width, h_fov)
-        source, maps = _analyse(info, track, saliency, foa_format=foa_format, yaw_offset=yaw_offset,
-                                progress=progress, notify=say)
+        maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
+                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"))
         overrides: dict[str, float | bool] = {"h_fov": h_fov, "cuts": cuts,
                                               "initial_yaw": info.yaw, "initial_pitch": info.pitch}
         if max_speed is not None:
@@ -183,10 +177,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     audio = _output_audio(info, track, cam, foa_format, say)
 
     with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
-        render_video(info, cam, tmp, crf=crf, preset=preset,
-                     audio=None if audio is None else audio[0],
-                     sample_rate=None if audio is None else audio[1],
-                     device=device, progress=_stage(progress, "render"))
+        render_video(info, cam, tmp, crf=crf, preset=preset, audio=audio, device=device,
+                     progress=_stage(progress, "render"))
     if trajectory_out is not None:
         with atomic_output(trajectory_out, overwrite=overwrite, inputs=inputs) as tmp:
             save_path(cam, tmp)
@@ -222,9 +214,12 @@ def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | No
         check_output(o, overwrite=overwrite, inputs=inputs)
 
     info = probe(input, projection=projection, stereo=stereo)
+    source, note = choose_source(saliency, info)
+    if note:
+        say(note)
     track = _load_audio(info, progress)
-    source, maps = _analyse(info, track, saliency, foa_format=foa_format, yaw_offset=yaw_offset,
-                            progress=progress, notify=say)
+    maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
+                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"))
     with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
         visualize.write_heatmap_video(info, maps, tmp, track=track, crf=crf, preset=preset, max_width=max_width,
                                       progress=_stage(progress, "heatmap"))

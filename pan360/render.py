@@ -20,8 +20,10 @@ integer factor, against aliasing.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -65,10 +67,16 @@ class _CoarseTables:
         self.off = step // 2  # first node half a step before pixel 0, so resize never extrapolates
         self.gw = math.ceil((self.off + out_w - 0.5) / step + 0.5)
         self.gh = math.ceil((self.off + out_h - 0.5) / step + 0.5)
-        # Output-pixel coordinates of the nodes (the centre of cv2.resize's source pixels) and of the
-        # cell centres where the interpolation error is checked.
+        # Output-pixel coordinates of the nodes (the centres of cv2.resize's source pixels).
         self.node_x = (np.arange(self.gw) + 0.5) * step - 0.5 - self.off
         self.node_y = (np.arange(self.gh) + 0.5) * step - 0.5 - self.off
+        # Cells whose centre is checked against the exact mapping every frame: the outer ring (the
+        # error grows towards the frame edges and towards a pole, which is outside the frame here) and
+        # every 4th cell inside.
+        ci, cj = np.meshgrid(np.arange(self.gh - 1), np.arange(self.gw - 1), indexing="ij")
+        ring = (ci == 0) | (cj == 0) | (ci == self.gh - 2) | (cj == self.gw - 2)
+        keep = ring | ((ci % 4 == 2) & (cj % 4 == 2))
+        self.cell_i, self.cell_j = ci[keep], cj[keep]
         self._rays: dict[tuple[float, float], tuple[NDArray, NDArray]] = {}
         self._exact_rays: dict[tuple[int, int, float, float], NDArray[np.float32]] = {}
         self.last_error_rad = math.nan  # interpolation error estimate of the last view (radians)
@@ -79,9 +87,11 @@ class _CoarseTables:
             if len(self._rays) > 8:
                 self._rays.clear()
             nodes = geo.camera_rays(self.out_w, self.out_h, h_fov, v_fov, self.node_x, self.node_y)
-            mid = geo.camera_rays(
-                self.out_w, self.out_h, h_fov, v_fov, self.node_x[:-1] + self.step / 2, self.node_y[:-1] + self.step / 2
+            a, b = geo.image_plane_coords(
+                self.node_x[self.cell_j] + self.step / 2, self.node_y[self.cell_i] + self.step / 2,
+                self.out_w, self.out_h, h_fov, v_fov,
             )
+            mid = np.stack([np.ones_like(a), -a, b], axis=-1)
             self._rays[key] = (nodes, mid)
         return self._rays[key]
 
@@ -94,8 +104,9 @@ class _CoarseTables:
         lon[:, 0] = np.unwrap(lon[:, 0])
         lon = np.unwrap(lon, axis=1)
         mlon, mlat = geo.world_angles(mid, rot)
-        ilon = 0.25 * (lon[:-1, :-1] + lon[1:, :-1] + lon[:-1, 1:] + lon[1:, 1:])
-        ilat = 0.25 * (lat[:-1, :-1] + lat[1:, :-1] + lat[:-1, 1:] + lat[1:, 1:])
+        i, j = self.cell_i, self.cell_j
+        ilon = 0.25 * (lon[i, j] + lon[i + 1, j] + lon[i, j + 1] + lon[i + 1, j + 1])
+        ilat = 0.25 * (lat[i, j] + lat[i + 1, j] + lat[i, j + 1] + lat[i + 1, j + 1])
         dlon = np.abs(np.mod(ilon - mlon + np.pi, 2.0 * np.pi) - np.pi) * np.cos(mlat)
         self.last_error_rad = max(float(dlon.max()), float(np.abs(ilat - mlat).max()))
         return (lon, lat) if self.last_error_rad < tolerance else None
@@ -253,18 +264,24 @@ def _pole_in_frame(view: View, out_size: tuple[int, int], rorder: str) -> bool:
     return bool(np.any(near))
 
 
+def _cuda_available(forced: bool) -> bool:
+    """``torch.cuda.is_available()``, without importing torch (~1 s) on machines with no NVIDIA driver."""
+    if not forced and not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidiactl"):
+        return False
+    try:
+        import torch
+    except ImportError:  # torch is a dependency, but rendering on the CPU does not need it
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def _resolve(device: str, backend: str | None) -> tuple[str, str]:
     if device not in ("auto", "cpu", "cuda"):
         raise Pan360Error(f"unknown device {device!r}; use auto, cpu or cuda")
     if backend not in (None, "opencv", "torch"):
         raise Pan360Error(f"unknown render backend {backend!r}; use opencv or torch")
     if device != "cpu" and (backend in (None, "torch")):
-        try:
-            import torch
-
-            cuda = bool(torch.cuda.is_available())
-        except ImportError:  # torch is a dependency, but rendering on the CPU does not need it
-            cuda = False
+        cuda = _cuda_available(forced=device == "cuda" or backend == "torch")
         if device == "cuda" and not cuda:
             raise Pan360Error("--device cuda was requested but no CUDA device is available")
         if cuda:
@@ -399,6 +416,7 @@ def render_video(
     device: str = "auto",
     grid: str = "centre",
     progress: Progress = None,
+    stats: dict[str, float] | None = None,
 ) -> int:
     """Render ``info``'s video along camera ``path`` to an H.264/AAC MP4 at ``output_path``.
 
@@ -414,6 +432,8 @@ def render_video(
     device : "auto", "cpu" or "cuda" (see :class:`Renderer`).
     grid : source pixel grid, "centre" or "v360".
     progress : optional callback (frames done, total).
+    stats : if given, filled with the busy seconds of each stage ("decode", "render", "encode") and
+        the number of frames whose table was computed per pixel ("exact_tables").
 
     Decoding, rendering and encoding run in three threads joined by bounded queues, so the stages
     overlap (libavcodec, OpenCV and x264 release the GIL) and memory does not grow with the duration.
@@ -434,12 +454,17 @@ def render_video(
     stop = threading.Event()
     errors: list[BaseException] = []
     written = [0]
+    busy = {"decode": 0.0, "render": 0.0, "encode": 0.0}
 
     def decode() -> None:
         try:
-            for item in iter_frames(info, fmt="yuv420p"):
-                if not _put(decoded, item, stop):
-                    return
+            frames = iter_frames(info, fmt="yuv420p")
+            while True:
+                t0 = time.perf_counter()
+                item = next(frames, _DONE)
+                busy["decode"] += time.perf_counter() - t0
+                if item is _DONE or not _put(decoded, item, stop):
+                    break
             _put(decoded, _DONE, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             errors.append(exc)
@@ -457,7 +482,9 @@ def render_video(
                         if stop.is_set():
                             raise Pan360Error("rendering was interrupted")
                         break
+                    t0 = time.perf_counter()
                     writer.write(item[1], item[0])
+                    busy["encode"] += time.perf_counter() - t0
                     written[0] += 1
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -474,7 +501,9 @@ def render_video(
             if n == total:
                 raise Pan360Error("the decoder delivered more frames than the probe counted")
             t, (y, u, v) = item
+            t0 = time.perf_counter()
             frame = renderer.render_yuv420(y, u, v, views[n])
+            busy["render"] += time.perf_counter() - t0
             if not _put(rendered, (t, frame), stop):
                 break
             if progress is not None:
@@ -490,6 +519,8 @@ def render_video(
             t.join()
     if errors:
         raise errors[0]
+    if stats is not None:
+        stats.update(busy, exact_tables=float(renderer.exact_tables))
     return written[0]
 
 

@@ -13,8 +13,8 @@ Angles follow ../shared/CONVENTIONS.md (degrees; yaw in (-180, 180], positive ri
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,7 +25,7 @@ from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.spatial.ambisonics import encode_foa
 
-#: Classes: RGB colour, shape (angular radius as a function of the polar angle) and pattern.
+#: Object classes and their RGB colour; each also has its own shape, pattern (drawing) and sound.
 CLASSES: dict[str, tuple[int, int, int]] = {
     "drum": (220, 40, 40),
     "bell": (240, 200, 30),
@@ -33,7 +33,7 @@ CLASSES: dict[str, tuple[int, int, int]] = {
     "engine": (255, 130, 20),
     "bird": (40, 200, 90),
 }
-_REF_RMS = 0.1  # every dry class signal is normalised to this RMS while it sounds
+_REF_RMS = 0.1  # every dry class signal is normalised to this RMS (over its whole length)
 _FADE_S = 0.015  # on/off ramps, so gating does not click
 
 
@@ -145,12 +145,12 @@ def _drum(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 
 def _bell(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Inharmonic partials (bell ratios) with long decays, struck about once a second."""
+    """Inharmonic partials (bell ratios) with long decays, struck every 0.6–1 s."""
     t = np.arange(int(1.5 * sr)) / sr
     f0 = rng.uniform(500, 900)
     ratios, amps = [1.0, 2.0, 2.76, 5.4, 8.93], [1.0, 0.5, 0.6, 0.3, 0.2]
     hit = sum(a * np.sin(2 * np.pi * f0 * r * t) * np.exp(-t * (1.5 + r)) for r, a in zip(ratios, amps))
-    return _place(hit, _onsets(rng, n, sr, (0.8, 1.3)), n)
+    return _place(hit, _onsets(rng, n, sr, (0.6, 1.0)), n)
 
 
 def _smooth_random(rng: np.random.Generator, n: int, sr: int, rate: float) -> np.ndarray:
@@ -189,16 +189,18 @@ def _engine(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 
 def _bird(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Bursts of fast frequency-swept chirps in the 2–6 kHz range."""
+    """Bursts of 3–6 fast frequency-swept chirps in the 2–6 kHz range, short pauses between bursts."""
     out = np.zeros(n + sr)
-    for b in _onsets(rng, n, sr, (0.6, 1.2)):
-        at = b
+    at = int(rng.uniform(0.0, 0.2) * sr)
+    while at < n:
         for _ in range(rng.integers(3, 7)):
             dur = rng.uniform(0.05, 0.11)
             t = np.arange(int(dur * sr)) / sr
             f = np.linspace(rng.uniform(2000, 3500), rng.uniform(4000, 6000), len(t))[:: rng.choice([-1, 1])]
-            out[at : at + len(t)] += np.sin(2 * np.pi * np.cumsum(f) / sr) * np.sin(np.pi * t / dur)
+            end = min(at + len(t), len(out))
+            out[at:end] += (np.sin(2 * np.pi * np.cumsum(f) / sr) * np.sin(np.pi * t / dur))[: end - at]
             at += len(t) + int(rng.uniform(0.03, 0.08) * sr)
+        at += int(rng.uniform(0.1, 0.3) * sr)
     return out[:n]
 
 
@@ -288,6 +290,9 @@ def _scene_audio(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarray
         gain = np.sqrt(direct_power * 10 ** (scene.diffuse_noise_db / 10) / m)
         for ny, npitch in zip(*_fibonacci_dirs(m, rng.uniform(0, 360))):
             foa += encode_foa(gain * _pink(rng, n, sr), ny, npitch)
+    peak = float(np.abs(foa).max(initial=0.0))
+    if peak > 0.98:  # keep headroom for the AAC encoder rather than clip
+        foa *= 0.98 / peak
     return foa.astype(np.float32)
 
 
@@ -376,7 +381,7 @@ def _draw(img: np.ndarray, vecs: np.ndarray, obj: SceneObject, yaw: float, pitch
     fill = col * (1 - 0.45 * dark)
     patch = img[y0:y1][:, cols].astype(np.float64)
     if level > 0:
-        halo = np.clip(1 - np.abs(d - edge * 1.16) / (0.08 * r + pix), 0, 1)[..., None] * level
+        halo = np.clip(1 - np.abs(d - edge * 1.16) / (0.1 * r + pix), 0, 1)[..., None] * level
         patch = patch * (1 - halo) + halo * np.array([255, 255, 210])
     patch = patch * (1 - alpha) + alpha * fill
     img[y0:y1, cols] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
@@ -390,7 +395,7 @@ def _frame_levels(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarra
         a, b = int(i * spf), int((i + 1) * spf)
         on = gates[:, a:b].mean(axis=1)
         rms = np.sqrt(np.mean(dry[:, a:b] ** 2, axis=1))
-        out[i] = on * (0.4 + 0.6 * np.clip(rms / (1.5 * _REF_RMS), 0, 1))
+        out[i] = on * (0.6 + 0.4 * np.clip(rms / (1.5 * _REF_RMS), 0, 1))
     return out
 
 
@@ -537,9 +542,10 @@ def _place_objects(rng: np.random.Generator, n: int, min_sep: float) -> list[tup
 def random_scene(seed: int, *, width: int = 1920, height: int = 960, fps: float = 30.0, duration: float = 10.0,
                  n_objects: int | None = None, switch_every: tuple[float, float] = (2.5, 4.0),
                  diffuse_noise_db: float | None = -3.0, reverb: bool = False, n_moving: int = 1,
-                 ambient_prob: float = 0.0, radius: tuple[float, float] = (10.0, 14.0),
+                 ambient_prob: float = 0.0, radius: tuple[float, float] = (7.0, 12.0),
                  min_separation: float = 45.0, sample_rate: int = 48000) -> Scene:
-    """A random scene: 3–5 objects (``n_objects`` to fix it), one sounding at a time.
+    """A random scene: 3–5 objects of distinct classes (``n_objects`` to fix it), angular radius in
+    ``radius`` (7–12°: 14–24° across), at least ``min_separation`` apart, one sounding at a time.
 
     The sounding object switches every ``switch_every`` seconds (uniform range) to another one; the
     first switch goes between two objects more than 120° apart (a fast pan). ``n_moving`` objects

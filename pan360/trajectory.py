@@ -60,8 +60,12 @@ class TrajectoryOptions:
     pitch_limit: float = 60.0      # candidates span pitch [-pitch_limit, pitch_limit]
     edge: float = 0.5              # inner share of each half-width at full weight; outside it tapers
     edge_weight: float = 0.5       # weight left at the frame edge (0 beyond): in view first, centred second
+    proximity: float = 0.1         # weight of a cardioid around the view axis added to the frustum's
     centre_weight: float = 0.25    # bonus (relative to the mass) for centring the centre of interest
     motion_cost: float = 0.001     # cost per degree moved: the camera holds unless moving pays
+    dynamic_range: float = 0.25    # steps above this share of the clip's loud contrast count alike
+    home_weight: float = 0.02      # faint pull toward the initial direction (decides only in silence)
+    level_weight: float = 0.2      # pull toward a level camera, within what keeps sources well framed
     contrast_floor: float = 0.5    # maps whose contrast is below this share of their mean level count as noise
     smooth: float = 0.25           # Gaussian smoothing sigma of the camera path
     initial_yaw: float = 0.0       # preferred direction when nothing decides (e.g. silent maps)
@@ -153,11 +157,13 @@ def _taper(x: np.ndarray, edge: float, floor: float) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _inclusion(grid: float, pitch_limit: float, h_fov: float, v_fov: float, edge: float,
-               edge_weight: float, rows: int, cols: int) -> np.ndarray:
-    """(C, rows*cols) float32 weight of every map cell in every candidate's frustum (soft-edged)."""
+               edge_weight: float, proximity: float, rows: int, cols: int) -> np.ndarray:
+    """(C, rows*cols) float32 weight in [0, 1 + proximity] of every cell for every candidate view.
+
+    Multiplied with the cells' saliency *mass* (value x solid angle), it gives the captured saliency.
+    """
     cand = _candidates(grid, pitch_limit)
     cells = sphere.equirect_vectors(cols, rows).reshape(-1, 3)
-    area = np.broadcast_to(sphere.equirect_solid_angle(cols, rows), (rows, cols)).ravel()
     tx, ty = math.tan(math.radians(h_fov) / 2), math.tan(math.radians(v_fov) / 2)
     out = np.empty((len(cand), len(cells)), np.float32)
     for c, (yaw, pitch) in enumerate(cand):
@@ -165,7 +171,9 @@ def _inclusion(grid: float, pitch_limit: float, h_fov: float, v_fov: float, edge
         fwd = cam[:, 0]
         safe = np.where(fwd > 1e-9, fwd, 1.0)
         w = _taper(-cam[:, 1] / safe / tx, edge, edge_weight) * _taper(cam[:, 2] / safe / ty, edge, edge_weight)
-        out[c] = np.where(fwd > 1e-9, w, 0.0) * area
+        # Outside the frame a faint cardioid still ranks views by how near they are to the saliency,
+        # so a pan between two sources is timed on the switch instead of anywhere it costs the same.
+        out[c] = np.where(fwd > 1e-9, w, 0.0) + proximity * 0.5 * (1.0 + fwd)
     return out
 
 
@@ -268,7 +276,8 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     # 2. Scores: captured mass + centring bonus, normalised by a clip-level reference.
     cand = _candidates(opts.grid, opts.pitch_limit)
     cvec = sphere.dir_to_vec(cand[:, 0], cand[:, 1])
-    incl = _inclusion(opts.grid, opts.pitch_limit, float(opts.h_fov), v_fov, opts.edge, opts.edge_weight, rows, cols)
+    incl = _inclusion(opts.grid, opts.pitch_limit, float(opts.h_fov), v_fov, opts.edge, opts.edge_weight,
+                      opts.proximity, rows, cols)
     captured = (step_mass.astype(np.float32) @ incl.T).astype(np.float64)
     res_norm = np.linalg.norm(step_res, axis=1)
     res_dir = step_res / np.where(res_norm > 0, res_norm, 1.0)[:, None]
@@ -280,7 +289,18 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     ref = max(float(np.percentile(contrast, 95)), opts.contrast_floor * float(np.percentile(level, 95)))
     if ref <= 0:
         ref = float(contrast.max())
-    score = score * (dt / ref) if ref > 0 else np.zeros_like(score)
+    if ref > 0:
+        # Every step with a clear source weighs alike (a quiet talker matters as much as a drum);
+        # steps quieter than dynamic_range x the clip's loud level, or dominated by their own diffuse
+        # floor, weigh proportionally less: silence and noise leave the camera where it is.
+        div = np.maximum.reduce([contrast, np.full_like(contrast, opts.dynamic_range * ref),
+                                 opts.contrast_floor * level])
+        score = score * (dt / div)[:, None]
+    else:
+        score = np.zeros_like(score)
+    home = sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch)
+    score += opts.home_weight * dt * 0.5 * (1.0 + cvec @ home)[None, :]
+    score += opts.level_weight * dt * np.cos(np.radians(cand[:, 1]))[None, :]
 
     # 3. Dynamic programming (maximise), bounded moves; ties go to the lowest index (deterministic).
     nbr, dist = _neighbours(opts.grid, opts.pitch_limit, reach)

@@ -110,6 +110,21 @@ def test_foa_follows_a_moving_source() -> None:
         assert abs(gt.object_yaw[i, 0] - sphere.wrap_yaw(-170.0 - 30.0 * i / 10)) < 1e-9
 
 
+def test_foa_map_finds_the_sounding_object_frame_by_frame() -> None:
+    """pan360's own FOA analysis tracks the scheduled source through a switch and a moving source."""
+    from pan360.spatial.foa_map import foa_direction_track
+
+    objs = (SceneObject("voice", 100.0, 20.0, seed=1),
+            SceneObject("bird", -60.0, -10.0, yaw_rate=25.0, pitch_amp=5.0, pitch_period=2.0, seed=2))
+    scene = Scene(width=W, height=H, fps=10, duration=3.0, objects=objs, schedule=((0, 0.0, 1.5), (1, 1.5, 3.0)),
+                  diffuse_noise_db=-3.0, seed=5)
+    _, foa, gt = render_scene(scene)
+    track = foa_direction_track(foa, scene.sample_rate, gt.times)
+    err = sphere.angular_distance(track.yaw, track.pitch, gt.yaw, gt.pitch)
+    far = np.abs(gt.times - 1.5) > 0.3
+    assert np.median(err[far]) < 5.0 and np.percentile(err[far], 90) < 10.0
+
+
 def test_diffuse_noise_level_matches_request() -> None:
     quiet = render_scene(_static("bell", 10.0, 0.0, sounding=True, duration=1.0, diffuse_noise_db=None))[1]
     noisy = render_scene(_static("bell", 10.0, 0.0, sounding=True, duration=1.0, diffuse_noise_db=-3.0))[1]
@@ -154,6 +169,21 @@ def test_random_schedule_properties(seed: int) -> None:
     assert np.all(np.abs(changes - np.asarray(gt.switch_times)) <= 1 / scene.fps)
     on = gt.sounding >= 0
     assert np.allclose(gt.yaw[on], gt.object_yaw[on, gt.sounding[on]]) and np.isnan(gt.yaw[~on]).all()
+
+
+def test_ambient_only_stretches() -> None:
+    scene = random_scene(4, width=W, height=H, duration=20.0, ambient_prob=1.0, diffuse_noise_db=None)
+    gt = ground_truth(scene)
+    silent = gt.sounding == -1
+    assert silent.any() and (~silent).any()
+    assert not silent[gt.times < 5.0].any()  # the first two segments always sound
+    _, foa, _ = render_scene(scene)
+    w = foa[0].astype(np.float64)
+    spf = scene.sample_rate / scene.fps
+    per_frame = np.array([np.mean(w[int(i * spf):int((i + 1) * spf)] ** 2) for i in range(len(gt.times))])
+    near = np.min(np.abs(gt.times[:, None] - np.asarray(gt.switch_times)[None, :]), axis=1) < 0.1
+    assert per_frame[silent & ~near].max() < 1e-9  # without diffuse noise an ambient stretch is silent
+    assert np.mean(per_frame[~silent & ~near]) > 1e-3
 
 
 def test_saliency_maps_are_the_sounding_disc() -> None:

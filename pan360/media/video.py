@@ -83,12 +83,17 @@ def iter_frames(
         stream.codec_context.thread_count = threads
         index = 0
         last: FrameData | None = None
+        # AVI stores decoding times only: its frames come out of the decoder with shuffled pts.
+        by_pts = info.format_name != "avi"
         try:
             for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                i = position.get(int(pts)) if pts is not None else None
+                i = position.get(int(frame.pts)) if by_pts and frame.pts is not None else None
                 if i is None or i < index:
-                    continue  # not a displayed frame of the probe (or a repeated timestamp)
+                    # A timestamp the probe does not know, or one going backwards: from here on
+                    # count frames instead (decoders emit them in display order).
+                    by_pts, i = False, index
+                if i >= total:
+                    break
                 data = convert(frame, info.eye_width, info.eye_height)
                 while index < i:  # frames the decoder dropped: hold the previous picture
                     yield float(info.frame_times[index]), last if last is not None else data
@@ -178,7 +183,8 @@ class VideoWriter:
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
         ctx.time_base = self._tb
         ctx.framerate = self._fps
-        ctx.thread_count = 0  # x264 picks its own thread count
+        ctx.thread_count = 0  # x264 picks its own thread count...
+        ctx.thread_type = "AUTO"  # ...with frame threads (PyAV's default, SLICE, makes x264 use sliced threads)
         self._video.time_base = self._tb
         self._video.options = {"crf": f"{crf:g}", "preset": preset}
         self._astream = None

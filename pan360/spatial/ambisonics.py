@@ -196,7 +196,7 @@ def camera_stereo(foa: ArrayLike, sample_rate: float, times: ArrayLike, yaw: Arr
     pa = np.asarray(pitch, dtype=np.float64).ravel()
     ra = np.zeros_like(t) if roll is None else np.asarray(roll, dtype=np.float64).ravel()
     if not (t.size == ya.size == pa.size == ra.size) or t.size == 0:
-        raise Pan360Error("camera path arrays (times, yaw, pitch, roll) must be non-empty and the same length")
+        raise Pan360Error("camera path arrays (times, yaw, pitch, roll) must be non-empty and of one length")
     if sample_rate <= 0:
         raise Pan360Error(f"invalid audio sample rate {sample_rate}")
     if np.any(np.diff(t) < 0):
