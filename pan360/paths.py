@@ -30,6 +30,7 @@ from .errors import Pan360Error
 
 FORMAT_VERSION = 1
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
+_TIME_TOL = 1e-6  # seconds: what rounding times to _DECIMALS may move them
 
 
 @dataclass(eq=False)
@@ -253,6 +254,8 @@ def resample_path(keyframes: CameraPath, times: ArrayLike) -> CameraPath:
     else:
         seg = np.clip(np.searchsorted(kt, t, side="right") - 1, 0, n - 2)
         frac = np.clip((t - kt[seg]) / (kt[seg + 1] - kt[seg]), 0.0, 1.0)
+        # Times within the file's precision (1 µs) of a keyframe take that keyframe exactly.
+        frac = np.where(np.abs(t - kt[seg]) <= _TIME_TOL, 0.0, np.where(np.abs(t - kt[seg + 1]) <= _TIME_TOL, 1.0, frac))
         j0, j1 = seg, seg + 1
     vec = keyframes.directions()
     v = _slerp_antipodal_safe(vec[j0], vec[j1], frac, keyframes.yaw[j0])

@@ -11,9 +11,10 @@ Steps (Su et al., AUTOCAM, with the saliency computed on the sphere):
    (:func:`sphere.weighted_mean_direction`) and its resultant (concentration x mass).
 2. **Dynamic programming** over candidate view directions (a yaw x pitch grid) at steps of ~0.1 s. A
    view earns the saliency its frustum captures (solid-angle weighted, soft-edged so that sources are
-   kept toward the middle) plus a bonus for centring the centre of interest; moving costs a little
-   per degree, so the camera holds when nothing changes; transitions are limited to ``max_speed·dt``
-   (yaw wraps round). The plan is offline: it sees every map, so it starts a long pan *before* a
+   kept toward the middle) plus a bonus for centring the centre of interest. Each step is normalised by
+   its contrast, so every sounding step counts alike while silent or noise-only steps count for little;
+   faint priors prefer a level camera. Moving costs a little per degree, so the camera holds when
+   nothing changes; moves are limited to ``max_speed·dt`` (yaw wraps round). The plan is offline: it sees every map, so it starts a long pan *before* a
    switch of sources when that captures more in total. With ``cuts`` the camera may also jump anywhere
    for a penalty, which pays only for a real switch.
 3. **Smoothing**: Gaussian on unit vectors at the step rate, a cubic spline to the frame times, then a
@@ -63,12 +64,12 @@ class TrajectoryOptions:
     proximity: float = 0.1         # weight of a cardioid around the view axis added to the frustum's
     centre_weight: float = 0.25    # bonus (relative to the mass) for centring the centre of interest
     motion_cost: float = 0.001     # cost per degree moved: the camera holds unless moving pays
-    dynamic_range: float = 0.25    # steps above this share of the clip's loud contrast count alike
-    home_weight: float = 0.02      # faint pull toward the initial direction (decides only in silence)
-    level_weight: float = 0.2      # pull toward a level camera, within what keeps sources well framed
+    dynamic_range: float = 0.03    # steps above this share of the clip's loud contrast count alike
+    home_weight: float = 0.02      # faint pull toward the initial direction, while something sounds
+    level_weight: float = 0.2      # pull toward a level camera (robust to map pitch errors), while sounding
     contrast_floor: float = 0.5    # maps whose contrast is below this share of their mean level count as noise
     smooth: float = 0.25           # Gaussian smoothing sigma of the camera path
-    initial_yaw: float = 0.0       # preferred direction when nothing decides (e.g. silent maps)
+    initial_yaw: float = 0.0       # where the camera starts when nothing decides (e.g. all-silent maps)
     initial_pitch: float = 0.0
 
     def resolved_v_fov(self) -> float:
@@ -296,11 +297,13 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
         div = np.maximum.reduce([contrast, np.full_like(contrast, opts.dynamic_range * ref),
                                  opts.contrast_floor * level])
         score = score * (dt / div)[:, None]
+        active = contrast / div  # 1 where something sounds, -> 0 in silence
     else:
-        score = np.zeros_like(score)
+        score, active = np.zeros_like(score), np.zeros(n_steps)
+    # Framing priors, only while something sounds (in silence the camera simply holds).
     home = sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch)
-    score += opts.home_weight * dt * 0.5 * (1.0 + cvec @ home)[None, :]
-    score += opts.level_weight * dt * np.cos(np.radians(cand[:, 1]))[None, :]
+    prior = opts.home_weight * 0.5 * (1.0 + cvec @ home) + opts.level_weight * np.cos(np.radians(cand[:, 1]))
+    score += (active * dt)[:, None] * prior[None, :]
 
     # 3. Dynamic programming (maximise), bounded moves; ties go to the lowest index (deterministic).
     nbr, dist = _neighbours(opts.grid, opts.pitch_limit, reach)

@@ -1,0 +1,197 @@
+"""Trajectory planning on synthetic saliency maps (von Mises-Fisher blobs + floor + noise, no audio)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from pan360 import sphere
+from pan360.errors import Pan360Error
+from pan360.metrics import angular_speed, in_view, scored_frames, trajectory_report
+from pan360.paths import CameraPath
+from pan360.trajectory import TrajectoryOptions, plan, plan_camera_path, plan_trajectory
+
+W, H, FPS = 128, 64, 30.0
+VECS = sphere.equirect_vectors(W, H)
+
+
+def blob_maps(yaw, pitch, *, kappa: float = 20.0, level: float = 1.0, floor: float = 0.05,
+              noise: float = 0.2, seed: int = 0) -> np.ndarray:
+    """(T, H, W) maps: a vMF blob at (yaw[t], pitch[t]) (none where NaN) on a noisy uniform floor."""
+    rng = np.random.default_rng(seed)
+    yaw, pitch = np.asarray(yaw, float), np.asarray(pitch, float)
+    out = np.empty((len(yaw), H, W), np.float32)
+    for i, (y, p) in enumerate(zip(yaw, pitch)):
+        m = np.full((H, W), floor)
+        if np.isfinite(y):
+            m = m + level * np.exp(kappa * (VECS @ sphere.dir_to_vec(y, p) - 1.0))
+        out[i] = np.maximum(m * (1.0 + noise * rng.standard_normal((H, W))), 0.0)
+    return out
+
+
+def camera(times, yaw, pitch, opts: TrajectoryOptions = TrajectoryOptions()) -> CameraPath:
+    n = len(times)
+    return CameraPath(times, yaw, pitch, np.zeros(n), np.full(n, opts.h_fov),
+                      np.full(n, opts.resolved_v_fov()), 1280, 720, FPS)
+
+
+def switch_scene(duration: float, segments: list[tuple[float, float, float]]):
+    """Truth per frame for segments (start_s, yaw, pitch), one source sounding at a time."""
+    t = np.arange(int(duration * FPS)) / FPS
+    starts = np.array([s[0] for s in segments])
+    k = np.searchsorted(starts, t, side="right") - 1
+    yaw = np.array([segments[i][1] for i in k])
+    pitch = np.array([segments[i][2] for i in k])
+    return t, yaw, pitch, list(starts[1:])
+
+
+def test_defaults_documented():
+    o = TrajectoryOptions()
+    assert o.h_fov == 90.0 and abs(o.resolved_v_fov() - 58.7155) < 1e-3
+    assert o.max_speed <= 120.0
+
+
+def test_wraparound_followed_the_short_way():
+    t = np.arange(int(4 * FPS)) / FPS
+    true_yaw = sphere.wrap_yaw(150.0 + 20.0 * t)  # crosses ±180 at t = 1.5 s
+    true_pitch = np.full_like(t, 5.0)
+    yaw, pitch = plan_trajectory(blob_maps(true_yaw, true_pitch), t)
+    path = camera(t, yaw, pitch)
+    assert in_view(path, true_yaw, true_pitch).all()
+    assert np.all(np.abs(yaw) > 100.0)  # never swings through the front (the long way round)
+    travel = sphere.vec_angle(path.directions()[:-1], path.directions()[1:]).sum()
+    assert travel < 1.5 * 80.0
+    assert np.percentile(angular_speed(path), 99) < 60.0
+
+
+def test_far_switch_is_planned_ahead_and_speed_bounded():
+    t, ty, tp, switches = switch_scene(8.0, [(0.0, 0.0, 0.0), (4.0, 180.0, 0.0)])
+    opts = TrajectoryOptions()
+    yaw, pitch = plan_trajectory(blob_maps(ty, tp), t, opts)
+    path = camera(t, yaw, pitch)
+    rep = trajectory_report(path, ty, tp, switches)
+    assert rep.in_view >= 0.95
+    # The pan starts before the switch (the planner uses the future) and is centred on it.
+    before = np.searchsorted(t, 3.7)
+    assert sphere.angular_distance(yaw[before], pitch[before], 0.0, 0.0) > 10.0
+    at = np.searchsorted(t, 4.0)
+    assert 45.0 < abs(yaw[at]) < 135.0
+    speed = angular_speed(path)
+    assert rep.p99_speed <= 120.0 and speed.max() <= opts.max_speed * (1 + 1e-6)
+
+
+def test_several_switches_in_view_and_p99():
+    segs = [(0.0, -30.0, 10.0), (3.0, 150.0, -15.0), (6.5, 60.0, 20.0), (9.0, -120.0, 0.0), (12.0, -60.0, -10.0)]
+    t, ty, tp, switches = switch_scene(15.0, segs)
+    maps = blob_maps(ty, tp, kappa=10.0, floor=0.2, noise=0.5, seed=3)
+    yaw, pitch = plan_trajectory(maps, t)
+    rep = trajectory_report(camera(t, yaw, pitch), ty, tp, switches)
+    assert rep.in_view >= 0.95, rep
+    assert rep.p99_speed <= 120.0, rep
+
+
+def test_deterministic_bit_identical():
+    t, ty, tp, _ = switch_scene(5.0, [(0.0, 10.0, 0.0), (2.5, -100.0, 20.0)])
+    maps = blob_maps(ty, tp, noise=0.5, seed=5)
+    a = plan(maps, t, cuts=True)
+    plan(maps[:, :, ::-1].copy(), t)  # other work in between (caches) must not matter
+    b = plan(maps.copy(), t.copy(), cuts=True)
+    assert np.array_equal(a.yaw, b.yaw) and np.array_equal(a.pitch, b.pitch)
+    assert np.array_equal(a.cuts, b.cuts)
+
+
+def test_cuts_mode_cuts_in_one_frame():
+    t, ty, tp, switches = switch_scene(8.0, [(0.0, 0.0, 0.0), (4.0, 180.0, 0.0)])
+    opts = TrajectoryOptions(cuts=True)
+    p = plan(blob_maps(ty, tp), t, opts)
+    assert len(p.cuts) == 1
+    cut = int(p.cuts[0])
+    assert abs(t[cut] - 4.0) <= 1.5 / FPS
+    path = camera(t, p.yaw, p.pitch)
+    speed = angular_speed(path)
+    step = sphere.angular_distance(p.yaw[cut - 1], p.pitch[cut - 1], p.yaw[cut], p.pitch[cut])
+    assert step > 150.0
+    others = np.delete(speed, cut - 1)
+    assert others.max() <= opts.max_speed * (1 + 1e-6)
+    assert trajectory_report(path, ty, tp, switches).in_view >= 0.99
+    # Without --cuts the same scene pans (no frame step beyond the bound).
+    q = plan(blob_maps(ty, tp), t)
+    assert len(q.cuts) == 0 and angular_speed(camera(t, q.yaw, q.pitch)).max() <= opts.max_speed * (1 + 1e-6)
+
+
+def test_silence_holds_still():
+    t = np.arange(int(6 * FPS)) / FPS
+    ty = np.where(t < 2.0, 60.0, np.nan)
+    tp = np.where(t < 2.0, 10.0, np.nan)
+    maps = blob_maps(ty, tp, floor=0.0, noise=0.0)
+    rng = np.random.default_rng(1)
+    maps[t >= 2.0] = (1e-6 * rng.random((int((t >= 2.0).sum()), H, W))).astype(np.float32)
+    yaw, pitch = plan_trajectory(maps, t)
+    path = camera(t, yaw, pitch)
+    late = t[1:] > 2.0
+    assert angular_speed(path)[late].max() < 1.0
+    assert sphere.angular_distance(yaw[-1], pitch[-1], 60.0, 10.0) < 15.0
+
+
+def test_all_zero_maps_hold_initial_direction():
+    t = np.arange(20) / FPS
+    maps = np.zeros((20, H, W), np.float32)
+    yaw, pitch = plan_trajectory(maps, t)
+    assert np.all(yaw == 0.0) and np.all(pitch == 0.0)
+    yaw, pitch = plan_trajectory(maps, t, initial_yaw=30.0, initial_pitch=-10.0)
+    assert np.allclose(yaw, 30.0) and np.allclose(pitch, -10.0)
+
+
+def test_single_frame_nan_and_irregular_times():
+    m = blob_maps([45.0], [0.0])
+    yaw, pitch = plan_trajectory(m, [0.0])
+    assert yaw.shape == (1,) and sphere.angular_distance(yaw[0], pitch[0], 45.0, 0.0) < 10.0
+    rng = np.random.default_rng(2)
+    t = np.cumsum(rng.uniform(0.01, 0.09, 90))  # variable frame rate
+    ty = sphere.wrap_yaw(-40.0 + 25.0 * (t - t[0]))
+    maps = blob_maps(ty, np.zeros_like(t))
+    maps[5, 3, 7] = np.nan
+    maps[6] = np.inf
+    yaw, pitch = plan_trajectory(maps, t)
+    assert np.all(np.isfinite(yaw)) and np.all(np.isfinite(pitch))
+    path = camera(t, yaw, pitch)
+    assert angular_speed(path).max() <= TrajectoryOptions().max_speed * (1 + 1e-6)
+    assert in_view(path, ty, np.zeros_like(t))[scored_frames(t, [t[6]], 0.3)].mean() >= 0.95
+
+
+def test_centre_of_interest_on_seam_and_pole():
+    t = np.arange(3) / FPS
+    p = plan(blob_maps([180.0, 180.0, 0.0], [0.0, 0.0, 85.0], floor=0.0, noise=0.0), t)
+    assert abs(abs(p.coi_yaw[0]) - 180.0) < 0.5 and abs(p.coi_pitch[0]) < 0.5
+    assert abs(p.coi_pitch[2] - 85.0) < 1.0
+    assert p.coi_concentration[0] > 0.9
+
+
+def test_camera_path_and_errors():
+    t = np.arange(10) / FPS
+    path = plan_camera_path(blob_maps(np.full(10, -90.0), np.zeros(10)), t, 720, 720, FPS, h_fov=75.0)
+    assert path.width == 720 and np.allclose(path.v_fov, 75.0) and np.allclose(path.h_fov, 75.0)
+    assert sphere.angular_distance(path.yaw[-1], path.pitch[-1], -90.0, 0.0) < 10.0
+    with pytest.raises(Pan360Error):
+        plan_trajectory(np.zeros((3, H, W)), np.arange(4) / FPS)
+    with pytest.raises(Pan360Error):
+        plan_trajectory(np.zeros((3, H, W)), [0.0, 0.2, 0.1])
+    with pytest.raises(Pan360Error):
+        plan_trajectory(np.zeros((3, H, W)), np.arange(3) / FPS, h_fov=200.0)
+    with pytest.raises(TypeError):
+        plan_trajectory(np.zeros((3, H, W)), np.arange(3) / FPS, no_such_option=1)
+
+
+def test_progress_and_speed():
+    t = np.arange(int(30 * FPS)) / FPS
+    ty = sphere.wrap_yaw(30.0 * np.floor(t / 3.0) * 3.0)
+    maps = blob_maps(ty, np.zeros_like(t), noise=0.0)
+    calls = []
+    start = time.perf_counter()
+    plan_trajectory(maps, t, progress=lambda d, n: calls.append((d, n)))
+    elapsed = time.perf_counter() - start
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    assert elapsed < 10.0  # ~0.5 s on one free core; generous for a loaded CI box
