@@ -486,3 +486,19 @@ def test_real_vorbis_quad_channel_order(shared_media):
     assert track.channels == 4 and track.layout == "quad"
     assert np.sqrt((x**2).mean(axis=1)).argmax() == 0
     assert np.corrcoef(x[0], x[3])[0, 1] > 0.5
+
+
+def test_yuv_views_stay_valid_after_later_frames_decode(tmp_path):
+    """iter_frames yields planes without copying: they must not be overwritten by later frames."""
+    path = tmp_path / "v.mp4"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 128, 3), dtype=np.uint8) for _ in range(12)]
+    with VideoWriter(path, 128, 64, fps=Fraction(12), duration=1.0, preset="ultrafast") as w:
+        for i, f in enumerate(frames):
+            w.write(f, i / 12)
+    held = [planes for _, planes in iter_frames(probe(path, projection="equirect"))]
+    with av.open(str(path)) as c:
+        ref = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    assert len(held) == len(ref) == 12
+    for (y, u, v), r in zip(held, ref):
+        assert np.array_equal(y, r[:64]) and np.array_equal(u.ravel(), r[64:80].ravel()[: u.size])
