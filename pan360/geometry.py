@@ -53,11 +53,16 @@ class View:
     v_fov: float
 
 
-def v_fov_for(h_fov: float, width: int, height: int) -> float:
-    """Vertical FOV (degrees) of a gnomonic view with square pixels: tan(v/2) = tan(h/2) * h / w."""
-    if not 0.0 < h_fov < 180.0:
-        raise Pan360Error(f"horizontal field of view must be in (0, 180) degrees, got {h_fov:g}")
-    return math.degrees(2.0 * math.atan(math.tan(math.radians(h_fov) / 2.0) * height / width))
+def v_fov_for(h_fov: ArrayLike, width: float, height: float) -> float | FloatArray:
+    """Vertical FOV (degrees) of a gnomonic view with square pixels: tan(v/2) = tan(h/2) * h / w.
+
+    Scalar in, float out; arrays broadcast.
+    """
+    h = np.asarray(h_fov, dtype=np.float64)
+    if not np.all((h > 0.0) & (h < 180.0)):
+        raise Pan360Error(f"horizontal field of view must be in (0, 180) degrees, got {h_fov}")
+    v = np.degrees(2.0 * np.arctan(np.tan(np.radians(h) / 2.0) * height / width))
+    return float(v) if v.ndim == 0 else v
 
 
 def native_output_width(in_width: int, h_fov: float) -> int:

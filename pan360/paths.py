@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 
 from . import sphere
 from .errors import Pan360Error
+from .geometry import v_fov_for
 
 FORMAT_VERSION = 1
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
@@ -99,17 +100,11 @@ class CameraPath:
         return sphere.dir_to_vec(self.yaw, self.pitch)
 
 
-def v_fov_from_h(h_fov: ArrayLike, width: int, height: int) -> np.ndarray:
-    """Vertical FOV (degrees) for square pixels: ``tan(v/2) = tan(h/2) · height / width``."""
-    h = np.radians(np.asarray(h_fov, dtype=np.float64))
-    return np.degrees(2.0 * np.arctan(np.tan(h / 2.0) * height / width))
-
-
 def constant_path(times: ArrayLike, yaw: float, pitch: float, h_fov: float, width: int, height: int,
                   fps: float, roll: float = 0.0, v_fov: float | None = None) -> CameraPath:
     """A fixed view at every time of ``times`` (v_fov from the output aspect when None)."""
     t = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    v = float(v_fov_from_h(h_fov, width, height)) if v_fov is None else v_fov
+    v = float(v_fov_for(h_fov, width, height)) if v_fov is None else v_fov
     ones = np.ones_like(t)
     return CameraPath(t, yaw * ones, pitch * ones, roll * ones, h_fov * ones, v * ones, width, height, fps)
 
@@ -188,7 +183,7 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
         cols["pitch"].append(_number(fr, "pitch", where))
         cols["roll"].append(_number(fr, "roll", where, default=0.0))
         cols["h_fov"].append(h)
-        cols["v_fov"].append(_number(fr, "v_fov", where, default=float(v_fov_from_h(h, width, height))))
+        cols["v_fov"].append(_number(fr, "v_fov", where, default=float(v_fov_for(h, width, height))))
         if i > 0 and cols["time"][i] <= cols["time"][i - 1]:
             raise Pan360Error(f"{where}: times must increase ({cols['time'][i]:g} s is not after "
                               f"{cols['time'][i - 1]:g} s)")

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from pan360 import geometry, visualize
 from pan360.errors import Pan360Error
 from pan360.media import AudioTrack, MediaInfo, atomic_output, check_output, probe, read_audio
-from pan360.paths import CameraPath, load_path, resample_path, save_path, v_fov_from_h
+from pan360.paths import CameraPath, load_path, resample_path, save_path
 from pan360.render import render_video
 from pan360.saliency import MAP_SIZE, choose_source, compute_saliency, foa_from_track
 from pan360.spatial import camera_stereo
@@ -157,7 +157,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
             keyframes.h_fov[:] = fov
         if fov is not None or (w, h) != (keyframes.width, keyframes.height):
             # a new size or FOV: the vertical FOV follows the output aspect (square pixels)
-            keyframes.v_fov = v_fov_from_h(keyframes.h_fov, w, h)
+            keyframes.v_fov = geometry.v_fov_for(keyframes.h_fov, w, h)
         keyframes.width, keyframes.height = w, h
         cam = resample_path(keyframes, info.frame_times)
         cam.fps = float(info.fps)

@@ -40,8 +40,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from . import sphere
 from .errors import Pan360Error
-from .geometry import rotation_matrix
-from .paths import CameraPath, v_fov_from_h
+from .geometry import rotation_matrix, v_fov_for
+from .paths import CameraPath
 
 Progress = Callable[[int, int], None]
 
@@ -75,7 +75,7 @@ class TrajectoryOptions:
     def resolved_v_fov(self) -> float:
         if self.v_fov is not None:
             return float(self.v_fov)
-        return float(v_fov_from_h(self.h_fov, self.aspect, 1.0))
+        return float(v_fov_for(self.h_fov, self.aspect, 1.0))
 
     def check(self) -> None:
         v = self.resolved_v_fov()

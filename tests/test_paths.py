@@ -12,7 +12,8 @@ import pytest
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.paths import (CameraPath, constant_path, load_path, path_from_dict, resample_path, save_path,
-                          to_ffmpeg_sendcmd, v_fov_from_h)
+                          to_ffmpeg_sendcmd)
+from pan360.geometry import v_fov_for
 
 
 def random_path(n: int = 50, seed: int = 0) -> CameraPath:
@@ -69,7 +70,7 @@ def test_optional_roll_vfov_and_index_only(tmp_path):
     p = load_path(write(tmp_path, doc))
     assert np.allclose(p.times, [0.0, 2.0]) and np.allclose(p.roll, 0.0)
     assert np.allclose(p.v_fov, 58.7155, atol=1e-4)
-    assert np.isclose(float(v_fov_from_h(90.0, 1080, 1920)), 2 * np.degrees(np.arctan(1920 / 1080)))
+    assert np.isclose(float(v_fov_for(90.0, 1080, 1920)), 2 * np.degrees(np.arctan(1920 / 1080)))
 
 
 def test_keyframes_slerp_through_the_seam_and_linear_fov():
@@ -100,7 +101,7 @@ def test_single_keyframe_and_constant_path():
     kf = constant_path([0.0], 30.0, -10.0, 80.0, 1280, 720, 30.0)
     p = resample_path(kf, np.arange(5) / 30)
     assert len(p) == 5 and np.allclose(p.yaw, 30.0) and np.allclose(p.pitch, -10.0)
-    assert np.allclose(p.v_fov, float(v_fov_from_h(80.0, 1280, 720)))
+    assert np.allclose(p.v_fov, float(v_fov_for(80.0, 1280, 720)))
 
 
 @pytest.mark.parametrize("text, message", [

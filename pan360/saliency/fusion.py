@@ -1,0 +1,104 @@
+"""Fusion of the spatial-audio (FOA) map with the sound-attention network's map.
+
+Rule: the network may *sharpen* the direction onto the visible object, it may never pull the camera
+away from where the sound is. The FOA map says where sound energy arrives from (physics, reliable in
+direction, ~20° wide and biased by reflections); the network says which visible thing in the picture
+makes the heard sound (sharp on objects, but it can be fooled by look-alikes anywhere in the frame).
+So the FOA map is the base, and the network only reweights it near the FOA peak:
+
+    fused = foa · (1 + β · c · n)        then rescaled to the FOA map's total mass
+
+- ``n`` in [0, 1] is the network map's *contrast*: (net - mean) / (max - mean), clipped at 0, with the
+  mean solid-angle weighted over the sphere. A flat (undecided) or all-zero network map gives n = 0 and
+  leaves the FOA map unchanged; only cells the network clearly prefers get a gain.
+- ``c`` in [0, 1] is a cone around the FOA map's peak cell: 1 within ``cone/2`` degrees, a raised-cosine
+  taper to 0 at ``cone`` degrees. Outside the cone the network has no say.
+- β bounds the gain to [1, 1 + β].
+
+Guarantees (per frame, tested): the fused map is zero wherever the FOA map is zero (a silent frame stays
+silent, whatever the network sees); its peak lies within ``cone`` degrees of the FOA peak (outside the
+cone fused = foa·k <= foa_max·k <= fused at the FOA peak, with k the common rescale factor) and on a
+cell whose FOA value is at least foa_max / (1 + β), i.e. inside the FOA lobe; and the total mass
+Σ map·solid angle equals the FOA map's, so the absolute scale (direct-sound power, which the planner
+uses to tell silence from sound) is kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from pan360 import sphere
+from pan360.errors import Pan360Error
+
+F32 = NDArray[np.float32]
+
+#: Maximum gain the network adds (fused peak keeps >= 1/(1+β) = 50 % of the FOA maximum).
+BETA = 1.0
+#: Degrees around the FOA peak in which the network may reweight: the FOA map's own width (~21° FWHM)
+#: plus the direction bias of real microphone arrays and reflections (~10°).
+CONE = 30.0
+
+
+def net_contrast(net_maps: ArrayLike) -> NDArray[np.float64]:
+    """(T, H, W) contrast of network maps in [0, 1]: (m - mean) / (max - mean), clipped at 0.
+
+    The mean is solid-angle weighted. A flat or all-zero map gives zeros.
+    """
+    m = np.nan_to_num(np.asarray(net_maps, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    m = np.maximum(m, 0.0)
+    h, w = m.shape[-2:]
+    area = sphere.equirect_solid_angle(w, h)
+    mean = (m * area).sum(axis=(-2, -1), keepdims=True) / (area.sum() * w)
+    top = m.max(axis=(-2, -1), keepdims=True)
+    span = top - mean
+    ok = span > 1e-12 * np.maximum(top, 1e-300)
+    return np.where(ok, np.clip((m - mean) / np.where(ok, span, 1.0), 0.0, 1.0), 0.0)
+
+
+def cone_weights(peak_vec: NDArray[np.float64], width: int, height: int, cone: float) -> NDArray[np.float64]:
+    """(T, H, W) weights in [0, 1] around unit vectors ``peak_vec`` (T, 3): 1 within cone/2 degrees,
+    raised-cosine taper to 0 at ``cone`` degrees."""
+    vec = sphere.equirect_vectors(width, height)
+    ang = np.degrees(np.arccos(np.clip(np.einsum("hwk,tk->thw", vec, peak_vec), -1.0, 1.0)))
+    half = cone / 2.0
+    taper = 0.5 * (1.0 + np.cos(np.pi * np.clip((ang - half) / max(cone - half, 1e-9), 0.0, 1.0)))
+    return np.where(ang <= half, 1.0, np.where(ang < cone, taper, 0.0))
+
+
+def fuse_maps(foa_maps: ArrayLike, net_maps: ArrayLike, *, beta: float = BETA, cone: float = CONE,
+              chunk: int = 256) -> F32:
+    """Fused saliency (T, H, W) float32 from FOA maps and network maps on the same grid and frames.
+
+    Parameters
+    ----------
+    foa_maps : (T, H, W) non-negative FOA maps (direct-sound power per steradian).
+    net_maps : (T, H, W) non-negative network maps (any absolute scale: only their contrast is used).
+    beta : maximum extra gain of a cell the network prefers (>= 0).
+    cone : degrees around each frame's FOA peak within which the network may reweight (> 0).
+    chunk : frames per block (bounds memory).
+
+    Returns
+    -------
+    float32 maps with the FOA maps' total mass per frame (see the module docstring for guarantees).
+    """
+    foa = np.asarray(foa_maps)
+    net = np.asarray(net_maps)
+    if foa.ndim != 3 or foa.shape != net.shape:
+        raise Pan360Error(f"fusion needs FOA and network maps of one shape (T, H, W), got {foa.shape} and {net.shape}")
+    if beta < 0 or not 0 < cone <= 180:
+        raise Pan360Error(f"fusion: beta must be >= 0 and cone in (0, 180], got {beta:g}, {cone:g}")
+    t, h, w = foa.shape
+    area = sphere.equirect_solid_angle(w, h)
+    vec = sphere.equirect_vectors(w, h).reshape(-1, 3)
+    out = np.empty((t, h, w), np.float32)
+    for a in range(0, t, chunk):
+        f = np.maximum(np.nan_to_num(foa[a:a + chunk].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+        peak = vec[np.argmax(f.reshape(len(f), -1), axis=1)]
+        gain = 1.0 + beta * net_contrast(net[a:a + chunk]) * cone_weights(peak, w, h, cone)
+        fused = f * gain
+        before = (f * area).sum(axis=(1, 2))
+        after = (fused * area).sum(axis=(1, 2))
+        scale = np.divide(before, after, out=np.zeros_like(before), where=after > 0)
+        out[a:a + chunk] = fused * scale[:, None, None]
+    return out
