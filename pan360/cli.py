@@ -22,7 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True)
 
 STAGE_LABELS = {"audio": "decoding audio", "saliency": "saliency maps", "trajectory": "planning camera",
-                "render": "rendering", "heatmap": "heatmap video"}
+                "render": "rendering", "heatmap": "heatmap video", "train": "training", "eval": "evaluating",
+                "concat": "concat-and-localize"}
 
 
 class Device(str, Enum):
@@ -34,6 +35,8 @@ class Device(str, Enum):
 class SaliencyName(str, Enum):
     auto = "auto"
     foa = "foa"
+    net = "net"
+    fused = "fused"
     none = "none"
 
 
@@ -107,6 +110,9 @@ YawOffset = typer.Option(0.0, "--yaw-offset", help="Degrees added to the audio d
 FoaFmt = typer.Option(FoaFormat.auto, "--foa-format", help="Ambisonic format of 4-channel audio (auto: metadata, else ambiX).")
 ProjectionOpt = typer.Option(Projection.auto, "--projection", help="'equirect' forces equirect input whatever the metadata says.")
 StereoOpt = typer.Option(Stereo.auto, "--stereo", help="Stereo packing of the input (auto: metadata).")
+Weights = typer.Option(None, "--weights", help="Network checkpoint (.safetensors) [default: the bundled weights].")
+SaliencyOpt = typer.Option(SaliencyName.auto, "--saliency",
+                           help="Saliency source (auto: fused for spatial audio, net for mono/stereo when weights exist).")
 
 
 @app.command()
@@ -120,7 +126,8 @@ def render(
     path: Optional[Path] = typer.Option(None, "--path", help="Render this camera path (trajectory JSON, keyframes allowed)."),
     trajectory_out: Optional[Path] = typer.Option(None, "--trajectory-out", help="Write the per-frame camera path (JSON)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of camera yaw over saliency against time."),
-    saliency: SaliencyName = typer.Option(SaliencyName.auto, "--saliency", help="Saliency source."),
+    saliency: SaliencyName = SaliencyOpt,
+    weights: Optional[Path] = Weights,
     cuts: bool = typer.Option(False, "--cuts", help="Cut instead of panning for far jumps between sources."),
     max_speed: Optional[float] = typer.Option(None, "--max-speed", help="Camera speed bound in °/s [default: 110]."),
     device: Device = typer.Option(Device.auto, "--device", help="Where to reproject (auto: CUDA when present)."),
@@ -137,7 +144,7 @@ def render(
 
     result = _run(debug, quiet, lambda progress, notify: pipeline.render(
         input, output, size=size, fov=fov, crf=crf, preset=preset, path=path, trajectory_out=trajectory_out,
-        plot=plot, saliency=saliency.value, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
+        plot=plot, saliency=saliency.value, weights=weights, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
         device=device.value, yaw_offset=yaw_offset, foa_format=foa_format.value, projection=projection.value,
         stereo=stereo.value, progress=progress, notify=notify))
     if not quiet:
@@ -152,7 +159,9 @@ def saliency_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output MP4: the equirect video with a heatmap.", show_default=False),
     maps_out: Optional[Path] = typer.Option(None, "--maps-out", help="Write the raw maps and timestamps (NPZ)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the planned camera yaw over saliency."),
-    saliency: SaliencyName = typer.Option(SaliencyName.auto, "--saliency", help="Saliency source."),
+    saliency: SaliencyName = SaliencyOpt,
+    weights: Optional[Path] = Weights,
+    device: Device = typer.Option(Device.auto, "--device", help="Where to run the network (auto: CUDA when present)."),
     crf: float = typer.Option(23, "--crf", help="x264 quality (lower is better)."),
     preset: str = typer.Option("medium", "--preset", help="x264 preset."),
     max_width: int = typer.Option(1920, "--max-width", help="Downscale wider inputs to this width."),
@@ -168,7 +177,7 @@ def saliency_cmd(
     from pan360 import pipeline
 
     result = _run(debug, quiet, lambda progress, notify: pipeline.saliency(
-        input, output, maps_out=maps_out, plot=plot, saliency=saliency.value, crf=crf, preset=preset,
+        input, output, maps_out=maps_out, plot=plot, saliency=saliency.value, weights=weights, device=device.value, crf=crf, preset=preset,
         max_width=max_width, overwrite=overwrite, yaw_offset=yaw_offset, foa_format=foa_format.value,
         projection=projection.value, stereo=stereo.value, progress=progress, notify=notify))
     if not quiet:
@@ -211,6 +220,126 @@ def info(
                                                 "stereo" if a.channels == 2 else "not spatial")))
     for k, v in rows:
         out.print(f"{k:<14} {v}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def train(
+    data: Optional[list[Path]] = typer.Argument(None, help="Pair folders (frames/ + audio/) and/or video files or folders.", show_default=False),
+    config: Optional[Path] = typer.Option(None, "--config", help="Training config JSON (e.g. train/bundled.json)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, log.csv, losses.png, model.safetensors."),
+    eval_data: Optional[list[Path]] = typer.Option(None, "--eval-data", help="Annotated held-out pair folder (repeatable)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint or a run folder's newest one."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="small (CPU-trainable) or vgg16 (the paper)."),
+    mechanism: Optional[int] = typer.Option(None, "--mechanism", help="Attention: 1 softmax, 2 ReLU+softmax."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps in total."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    video_rate: Optional[float] = typer.Option(None, "--video-rate", help="Pairs per second of video (video sources)."),
+    init_vgg16: Optional[Path] = typer.Option(None, "--init-vgg16", help="Local torchvision VGG16 state dict (ImageNet init)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any config field as key=value (repeatable)."),
+    quiet: bool = Quiet,
+    debug: bool = Debug,
+) -> None:
+    """Train the sound-attention network (torchrun for several GPUs)."""
+    def job(progress, notify):
+        from pan360.training import load_config, train as run_training
+
+        fields = {"data": [str(d) for d in data] if data else None, "out_dir": out and str(out),
+                  "eval_data": [str(d) for d in eval_data] if eval_data else None, "resume": resume and str(resume),
+                  "arch": arch, "mechanism": mechanism, "steps": steps, "batch_size": batch_size, "lr": lr,
+                  "seed": seed, "video_rate": video_rate, "init_vgg16": init_vgg16 and str(init_vgg16),
+                  "device": device, "amp": amp}
+        cfg = load_config(config, list(set_ or []))
+        cfg = load_config(None, {**cfg.to_dict(), **{k: v for k, v in fields.items() if v is not None}})
+        step_progress = None if progress is None else (lambda done, total: progress("train", done, total))
+        return run_training(cfg, progress=step_progress)
+
+    final = _run(debug, quiet, job)
+    if not quiet:
+        err.print(f"wrote {final}", highlight=False)
+
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate localization (cIoU/AUC, concat-and-localize) or a trajectory.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("pairs")
+def eval_pairs(
+    folder: Path = typer.Argument(..., help="Annotated pair folder (frames/, audio/, annotations).", show_default=False),
+    weights: Optional[Path] = Weights,
+    threshold: str = typer.Option("0.5", "--threshold", help="cIoU binarisation: a number in (0,1) or 'median' (LVS)."),
+    concat: bool = typer.Option(True, "--concat/--no-concat", help="Also run Oya et al.'s concat-and-localize protocol."),
+    withheld: str = typer.Option("mean", "--withheld", help="Sound withheld as the set's mean embedding ('mean') or silence ('zero')."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the concat pairing."),
+    device: Device = typer.Option(Device.auto, "--device"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    quiet: bool = Quiet,
+    debug: bool = Debug,
+) -> None:
+    """cIoU success and AUC on annotated pairs, and concat-and-localize with and without the sound."""
+    def job(progress, notify):
+        from pan360.errors import Pan360Error
+        from pan360.nn.evaluate import concat_and_localize, evaluate_pairs
+        from pan360.saliency import load_network
+
+        try:
+            thr = None if threshold == "median" else float(threshold)
+        except ValueError:
+            raise Pan360Error(f"--threshold must be a number or 'median', got {threshold!r}") from None
+        model = load_network(weights)
+        stage = (lambda name: None if progress is None else (lambda d, t: progress(name, d, t)))
+        scores = {"pairs": evaluate_pairs(model, folder, threshold=thr, device=device.value, progress=stage("eval"))}
+        if concat:
+            scores["concat"] = concat_and_localize(model, folder, seed=seed, withheld=withheld, threshold=thr,
+                                                   device=device.value, progress=stage("concat"))
+        return scores
+
+    scores = _run(debug, quiet, job)
+    _print_scores(scores, json_out)
+
+
+@eval_app.command("trajectory")
+def eval_trajectory(
+    trajectory: Path = typer.Argument(..., help="Trajectory JSON (pan360 render --trajectory-out).", show_default=False),
+    truth: Path = typer.Argument(..., help="Ground-truth direction JSON (per-frame time, yaw, pitch, switch_times).", show_default=False),
+    margin: float = typer.Option(0.5, "--margin", help="Seconds around each source switch left out of in-view."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    debug: bool = Debug,
+) -> None:
+    """In-view share, angular error and camera speed of a trajectory against the true source directions."""
+    def job(progress, notify):
+        from pan360.nn.evaluate import trajectory_metrics
+
+        return trajectory_metrics(trajectory, truth, margin=margin)
+
+    _print_scores({"trajectory": _run(debug, True, job)}, json_out)
+
+
+def _print_scores(scores: dict, json_out: Path | None) -> None:
+    import json
+
+    def plain(v: object) -> object:
+        if hasattr(v, "as_dict"):
+            return plain(v.as_dict())
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v.item() if hasattr(v, "item") else v
+
+    doc = plain(scores)
+    out = Console()
+    for section, values in doc.items():
+        out.print(f"[bold]{section}[/]")
+        for k, v in values.items():
+            if isinstance(v, dict):
+                out.print(f"  {k}: " + ", ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}"
+                                                for a, b in v.items()), highlight=False)
+            else:
+                out.print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}", highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _version(value: bool) -> None:

@@ -39,7 +39,7 @@ class RenderResult:
 
     output: Path
     path: CameraPath
-    saliency_source: str  # "foa", "none" or "path" (a given camera path)
+    saliency_source: str  # "foa", "net", "fused", "none" or "path" (a given camera path)
     notes: list[str] = field(default_factory=list)
 
 
@@ -100,8 +100,8 @@ def _output_audio(info: MediaInfo, track: AudioTrack | None, path: CameraPath, f
 def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int] | None = None,
            fov: float | None = None, crf: float = 20, preset: str = "medium", path: str | Path | None = None,
            trajectory_out: str | Path | None = None, plot: str | Path | None = None,
-           saliency: str = "auto", cuts: bool = False, max_speed: float | None = None,
-           overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0, foa_format: str = "auto",
+           saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
+           max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0, foa_format: str = "auto",
            projection: str = "auto", stereo: str = "auto", progress: Progress | None = None,
            notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
@@ -115,11 +115,14 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     path : render this camera path (trajectory JSON, sparse keyframes allowed) instead of planning one.
     trajectory_out : write the per-frame camera path (JSON v1) here.
     plot : write a PNG of the camera yaw over the saliency against time.
-    saliency : "auto" (FOA when the input has 4-channel spatial audio), "foa" or "none".
+    saliency : "auto", "foa" (spatial audio), "net" (the sound-attention network on mono sound),
+        "fused" (FOA sharpened by the network) or "none". ``auto``: FOA input → fused when network
+        weights are available, else foa; mono/stereo → net when weights are available, else none.
+    weights : network checkpoint (default: the bundled weights in ``weights/``).
     cuts : cut instead of panning for far jumps between sources.
     max_speed : camera speed bound in °/s (default: :class:`TrajectoryOptions`).
     overwrite : replace existing outputs.
-    device : "auto" (CUDA when present), "cpu" or "cuda" for the reprojection.
+    device : "auto" (CUDA when present), "cpu" or "cuda" for the network and the reprojection.
     yaw_offset : degrees added to the audio direction (cameras whose audio front is not the video centre).
     foa_format : "auto" (metadata, else ambiX), "ambix" or "fuma".
     projection, stereo : override what the metadata says ("equirect" forces equirect input; stereo
@@ -144,7 +147,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
 
     info = probe(input, projection=projection, stereo=stereo)
     if path is None:
-        source, note = choose_source(saliency, info)  # refuse a missing source before decoding anything
+        source, note = choose_source(saliency, info, weights)  # refuse a missing source before decoding anything
         if note:
             say(note)
     track = _load_audio(info, progress)
@@ -166,7 +169,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         h_fov = DEFAULT_FOV if fov is None else fov
         w, h = requested_size or geometry.default_output_size(info.eye_width, h_fov)
         maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
-                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"))
+                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"), weights=weights,
+                                device=device)
         overrides: dict[str, float | bool] = {"h_fov": h_fov, "cuts": cuts,
                                               "initial_yaw": info.yaw, "initial_pitch": info.pitch}
         if max_speed is not None:
@@ -191,8 +195,9 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
 
 
 def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | None = None,
-             plot: str | Path | None = None, saliency: str = "auto", crf: float = 23, preset: str = "medium",
-             max_width: int = 1920, overwrite: bool = False, yaw_offset: float = 0.0, foa_format: str = "auto",
+             plot: str | Path | None = None, saliency: str = "auto", weights: str | Path | None = None,
+             device: str = "auto", crf: float = 23, preset: str = "medium", max_width: int = 1920,
+             overwrite: bool = False, yaw_offset: float = 0.0, foa_format: str = "auto",
              projection: str = "auto", stereo: str = "auto", progress: Progress | None = None,
              notify: Notify | None = None) -> SaliencyOutput:
     """Write the equirect video with its saliency as a colour heatmap (same duration, with its audio).
@@ -216,12 +221,12 @@ def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | No
         check_output(o, overwrite=overwrite, inputs=inputs)
 
     info = probe(input, projection=projection, stereo=stereo)
-    source, note = choose_source(saliency, info)
+    source, note = choose_source(saliency, info, weights)
     if note:
         say(note)
     track = _load_audio(info, progress)
-    maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
-                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"))
+    maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset, map_size=MAP_SIZE,
+                            progress=_stage(progress, "saliency"), weights=weights, device=device)
     with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
         visualize.write_heatmap_video(info, maps, tmp, track=track, crf=crf, preset=preset, max_width=max_width,
                                       progress=_stage(progress, "heatmap"))

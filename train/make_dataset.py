@@ -53,7 +53,7 @@ def _default_model_geometry(arch: str) -> tuple[int, int, int, float]:
     """(image_height, image_width, sample_rate, window_s) of the model's default config for ``arch``."""
     from pan360.nn.model import ModelConfig  # training-time only
 
-    cfg = ModelConfig(arch=arch) if "arch" in {f.name for f in dataclasses.fields(ModelConfig)} else ModelConfig()
+    cfg = ModelConfig.for_arch(arch)
     return int(cfg.image_height), int(cfg.image_width), int(cfg.sample_rate), float(cfg.window)
 
 
@@ -89,7 +89,8 @@ def _write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
 
 
 def make_pair(index: int, split: str, width: int, height: int, sample_rate: int, window: float,
-              ambient_fraction: float, render_scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+              ambient_fraction: float, render_scale: int, radius: tuple[float, float] = (9.0, 15.0),
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
     """One sample: (rgb frame (height, width, 3) uint8, mono audio (N,) float32, disc mask or None, info).
 
     The frame is the centre of the window. Objects are static (a single frame and mono audio cannot
@@ -103,8 +104,8 @@ def make_pair(index: int, split: str, width: int, height: int, sample_rate: int,
     reverb = bool(rng.random() < 0.3)
     big_w, big_h = width * render_scale, height * render_scale
     base = synthetic.random_scene(seed, width=big_w, height=big_h, fps=1.0, duration=1.0, n_moving=0,
-                                  radius=(9.0, 15.0), min_separation=40.0, sample_rate=sample_rate,
-                                  diffuse_noise_db=-snr_db)
+                                  radius=radius, min_separation=40.0, sample_rate=sample_rate,
+                                  diffuse_noise_db=None)  # only its picture is used: skip its noise
     k = -1 if ambient else int(rng.integers(len(base.objects)))
     visual = dataclasses.replace(base, schedule=((k, 0.0, 1.0),) if k >= 0 else (), highlight_sounding=False)
     frames, _, gt = synthetic.render_scene(visual)
@@ -119,7 +120,7 @@ def make_pair(index: int, split: str, width: int, height: int, sample_rate: int,
     _, foa, _ = synthetic.render_scene(audio_scene)
     info = {
         "seed": seed, "classes": [o.kind for o in base.objects],
-        "objects": [[round(float(o.yaw), 3), round(float(o.pitch), 3), round(float(o.radius), 3)] for o in base.objects],
+        "objects": [[round(float(v), 3) for v in (o.yaw, o.pitch, o.radius)] for o in base.objects],
         "sounding": k, "sounding_class": base.objects[k].kind if k >= 0 else None,
         "snr_db": round(snr_db, 2), "reverb": reverb,
     }
@@ -127,8 +128,9 @@ def make_pair(index: int, split: str, width: int, height: int, sample_rate: int,
 
 
 def _job(args: tuple) -> tuple[int, dict]:
-    index, out, split, width, height, sample_rate, window, ambient_fraction, render_scale, supervised = args
-    frame, mono, mask, info = make_pair(index, split, width, height, sample_rate, window, ambient_fraction, render_scale)
+    index, out, split, width, height, sample_rate, window, ambient_fraction, render_scale, supervised, radius = args
+    frame, mono, mask, info = make_pair(index, split, width, height, sample_rate, window, ambient_fraction,
+                                        render_scale, radius)
     stem = f"{split}_{index:06d}"
     cv2.imwrite(str(out / "frames" / f"{stem}.jpg"), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
     _write_wav(out / "audio" / f"{stem}.wav", mono, sample_rate)
@@ -140,13 +142,14 @@ def _job(args: tuple) -> tuple[int, dict]:
     return index, info
 
 
-def write_clips(out: Path, split: str, n: int, width: int, height: int, duration: float, fps: float) -> None:
+def write_clips(out: Path, split: str, n: int, width: int, height: int, duration: float, fps: float,
+                radius: tuple[float, float] = (9.0, 15.0)) -> None:
     """N short equirect clips (H.264 + 4-channel ambiX AAC) with their truth, no visual cue of the source."""
     out.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         seed = _SPLIT_BASE[split] + 500_000_000 + i
         scene = synthetic.random_scene(seed, width=width, height=height, fps=fps, duration=duration,
-                                       ambient_prob=0.15, radius=(9.0, 15.0), min_separation=40.0)
+                                       ambient_prob=0.15, radius=radius, min_separation=40.0)
         scene = dataclasses.replace(scene, highlight_sounding=False)
         gt = synthetic.write_scene(scene, out / f"clip_{i:05d}.mp4", preset="veryfast")
         synthetic.write_ground_truth(gt, out / f"clip_{i:05d}.json")
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=sorted(_SPLIT_BASE), default="train")
     ap.add_argument("--n", type=int, default=1000, help="number of frame/sound pairs")
     ap.add_argument("--start", type=int, default=0, help="first sample index (to extend a set)")
-    ap.add_argument("--arch", default="small", help="take the frame size, sample rate and window from this model config")
+    ap.add_argument("--arch", default="small", help="take frame size, sample rate and window from this model")
     ap.add_argument("--width", type=int, help="frame width (default: the model's input width)")
     ap.add_argument("--height", type=int, help="frame height (default: the model's input height)")
     ap.add_argument("--sample-rate", type=int, help="audio rate (default: the model's, 22050)")
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ambient-fraction", type=float, default=0.1, help="pairs with nothing sounding")
     ap.add_argument("--supervised-fraction", type=float, default=None,
                     help="annotated fraction of the sounding pairs (default 1 for test, 0.25 for train)")
+    ap.add_argument("--radius", default="9,15", help="object angular radius range in degrees, MIN,MAX")
     ap.add_argument("--render-scale", type=int, default=2, help="render this many times larger, then downscale")
     ap.add_argument("--workers", type=int, default=1, help="processes")
     ap.add_argument("--clips", type=int, default=0, help="also write this many short clips to OUT/clips")
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         h, w, sr, win = _default_model_geometry(args.arch)
         args.height, args.width = args.height or h, args.width or w
         args.sample_rate, args.window = args.sample_rate or sr, args.window or win
+    radius = tuple(float(v) for v in args.radius.split(","))
     sup = args.supervised_fraction if args.supervised_fraction is not None else (1.0 if args.split == "test" else 0.25)
     out: Path = args.out
     for sub in ("frames", "audio", "annotations"):
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     sup_rng = np.random.default_rng([_SPLIT_BASE[args.split], 5])
     chosen = sup_rng.random(args.start + args.n)[args.start:] < sup
     jobs = [(args.start + j, out, args.split, args.width, args.height, args.sample_rate, args.window,
-             args.ambient_fraction, args.render_scale, bool(chosen[j])) for j in range(args.n)]
+             args.ambient_fraction, args.render_scale, bool(chosen[j]), radius) for j in range(args.n)]
     t0 = time.perf_counter()
     infos: dict[int, dict] = {}
     if args.workers > 1:
@@ -212,12 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"version": _VERSION, "generator": "train/make_dataset.py", "equirect": True, "split": args.split,
             "n": args.start + args.n, "width": args.width, "height": args.height, "sample_rate": args.sample_rate,
             "window": args.window, "ambient_fraction": args.ambient_fraction, "supervised_fraction": sup,
-            "render_scale": args.render_scale}
+            "render_scale": args.render_scale, "radius": list(radius)}
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
     print(f"wrote {args.n} pairs to {out} in {time.perf_counter() - t0:.1f} s")
     if args.clips:
         cw, ch = (int(v) for v in args.clip_size.lower().split("x"))
-        write_clips(out / "clips", args.split, args.clips, cw, ch, args.clip_duration, fps=10.0)
+        write_clips(out / "clips", args.split, args.clips, cw, ch, args.clip_duration, fps=10.0, radius=radius)
         print(f"wrote {args.clips} clips to {out / 'clips'}")
     return 0
 

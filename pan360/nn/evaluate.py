@@ -5,7 +5,8 @@ what "cIoU" and "AUC" mean in the Senocak et al. line of papers:
 
 - the prediction (any size) is resized bilinearly (OpenCV ``INTER_LINEAR``, as LVS) to the ground
   truth's size, min-max normalised to [0, 1] and binarised at its median: B = [P >= t] with t the
-  value at index N//2 of the sorted map (LVS), i.e. the top half of the pixels is 1;
+  value at index N//2 of the sorted map (LVS), i.e. the top half of the pixels is 1 (a fixed
+  threshold is available for small objects, see :data:`SMALL_OBJECT_THRESHOLD`);
 - cIoU = Σ(B·G) / (ΣG + Σ B·[G = 0]) with G the consensus map (values in [0, 1]);
 - "cIoU" in tables is the *success rate*: the share of samples with cIoU >= 0.5; AUC is the area under
   the success rate as a function of the cIoU threshold over 0, 0.05, ..., 1 (trapezoids, as
@@ -30,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -43,6 +44,11 @@ Progress = Callable[[int, int], None]
 AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 #: size of the evaluation grid (LVS / EZ-VSL draw the consensus map at 224 x 224).
 EVAL_SIZE = 224
+#: Binarisation threshold for sets of small objects (Senocak et al.'s A(τ) = {i | α_i > τ} on the
+#: normalised map). The median threshold switches half of the image on, so a sample's cIoU can never
+#: exceed 2 x (object area / image area): on equirect frames, where a source covers ~1-3 % of the
+#: sphere, cIoU success at 0.5 is then impossible by construction. Report which threshold was used.
+SMALL_OBJECT_THRESHOLD = 0.5
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -180,3 +186,216 @@ def trajectory_metrics(trajectory_json: str | Path, truth_json: str | Path, *, m
                           f"(a camera frame is {worst:.3f} s from every truth frame)")
     rep = metrics.trajectory_report(path, yaw[near], pitch[near], switches, margin=margin)
     return {**rep.as_dict(), "frames": len(path)}
+
+
+# ---------------------------------------------------------------------------------- pair sets
+def _open_pairs(pairs: Any, model: Any) -> Any:
+    """A folder (Flickr-SoundNet layout, see :class:`pan360.training.data.PairFolderDataset`) or any
+    indexable of sample dicts with ``frame`` (3, H, W) normalised, ``waveform`` (L,), ``valid`` (L,)
+    and ``gt_full`` ((H, W) map in [0, 1] or None)."""
+    if isinstance(pairs, (str, Path)):
+        from pan360.training.data import PairFolderDataset
+
+        return PairFolderDataset(pairs, model.config, full_gt=True)
+    return pairs
+
+
+def _device(model: Any, device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _gt_of(sample: dict) -> NDArray[np.float64] | None:
+    g = sample.get("gt_full")
+    return None if g is None else np.asarray(g, dtype=np.float64)
+
+
+def _annotated(data: Any) -> list[int]:
+    """Indices of the annotated samples (a pair folder answers without loading them)."""
+    if hasattr(data, "has_annotation") and hasattr(data, "stems"):
+        return [i for i, s in enumerate(data.stems) if data.has_annotation(s)]
+    return [i for i in range(len(data)) if _gt_of(data[i]) is not None]
+
+
+def _batches(n: int, size: int) -> Iterable[range]:
+    for a in range(0, n, size):
+        yield range(a, min(n, a + size))
+
+
+def evaluate_pairs(model: Any, pairs: Any, *, threshold: float | None = None, batch_size: int = 16,
+                   device: str = "auto", progress: Progress | None = None) -> dict[str, float | int | str]:
+    """cIoU success rate, AUC and mean cIoU of ``model`` on an annotated pair set.
+
+    ``pairs``: a folder in the Flickr-SoundNet layout (frames/, audio/, annotations) or an indexable of
+    sample dicts (see :func:`_open_pairs`). Pairs without annotation (ambient sound) are not scored
+    and are counted in ``unannotated``. Each prediction is the attention map (H/16 x W/16) against the
+    pair's full-resolution ground truth, as :func:`ciou` with ``threshold`` (None: the median; see
+    :data:`SMALL_OBJECT_THRESHOLD` for sets of small objects).
+
+    Returns {"n", "unannotated", "ciou_success", "auc", "mean_ciou", "threshold"}.
+    """
+    import torch
+
+    data = _open_pairs(pairs, model)
+    dev = _device(model, device)
+    model = model.to(dev).eval()
+    scored = _annotated(data)
+    cious: list[float] = []
+    for rows in _batches(len(scored), batch_size):
+        samples = [data[scored[r]] for r in rows]
+        with torch.inference_mode():  # the forward pass's attention, without the f_v head it does not need
+            _, h = model.encode_sound(torch.stack([s["waveform"] for s in samples]).to(dev),
+                                      torch.stack([s["valid"] for s in samples]).to(dev))
+            grid = model.visual_grid(torch.stack([s["frame"] for s in samples]).to(dev))
+            attention, _ = model.localize(grid, h)
+        att = attention.float().cpu().numpy()
+        cious += [ciou(a, _gt_of(s), threshold) for a, s in zip(att, samples)]
+        if progress is not None:
+            progress(len(cious), len(scored))
+    if not cious:
+        raise Pan360Error("no annotated pair to evaluate (cIoU needs ground-truth maps)")
+    success, auc = success_and_auc(cious)
+    return {"n": len(cious), "unannotated": len(data) - len(scored), "ciou_success": success, "auc": auc,
+            "mean_ciou": float(np.mean(cious)), "threshold": "median" if threshold is None else threshold}
+
+
+@dataclass(frozen=True)
+class ConcatSample:
+    """One concat-and-localize sample: pairs ``left`` and ``right`` side by side, the sound of
+    ``sounding`` (== left or right)."""
+
+    left: int
+    right: int
+    sounding: int
+
+
+def concat_plan(n_pairs: int, n_concat: int | None = None, seed: int = 0) -> list[ConcatSample]:
+    """The samples of the protocol: ``n_concat`` image pairs (default ``n_pairs``: each pair is the
+    first member once), each with a random partner and a random left/right order, each scored with both
+    sounds (2 samples per image pair)."""
+    if n_pairs < 2:
+        raise Pan360Error("concat-and-localize needs at least 2 annotated pairs")
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(n_pairs if n_concat is None else n_concat):
+        a = c % n_pairs
+        b = int(rng.integers(n_pairs - 1))
+        b += b >= a  # any other pair
+        left, right = (a, b) if rng.random() < 0.5 else (b, a)
+        out += [ConcatSample(left, right, left), ConcatSample(left, right, right)]
+    return out
+
+
+def concat_frames(left: Any, right: Any) -> Any:
+    """Two normalised frames (3, H, W) side by side: (3, H, 2W).
+
+    Oya et al. rescale the pair to one frame's size because their networks take a fixed size; ours is
+    fully convolutional, so the pair is fed at double width and every object keeps the shape the
+    network saw in training (a 2:1 squeeze would test shape invariance, not the use of sound).
+    """
+    import torch
+
+    return torch.cat([left, right], dim=-1)
+
+
+def concat_gt(gt: NDArray[np.float64], on_left: bool) -> NDArray[np.float64]:
+    """The sounding pair's ground truth in its half of the side-by-side image (h, 2w)."""
+    h, w = gt.shape
+    canvas = np.zeros((h, 2 * w), np.float64)
+    if on_left:
+        canvas[:, :w] = gt
+    else:
+        canvas[:, w:] = gt
+    return canvas
+
+
+def concat_and_localize(model: Any, pairs: Any, *, n_concat: int | None = None, seed: int = 0,
+                        withheld: str = "mean", threshold: float | None = None, batch_size: int = 16,
+                        device: str = "auto",
+                        progress: Progress | None = None) -> dict[str, dict[str, float | int]]:
+    """Oya et al.'s concat-and-localize protocol, with the sound and with the sound withheld.
+
+    Each sample puts two annotated pairs' frames side by side (rescaled to one frame of the model's
+    input size) and gives the sound of one of them; its ground truth is that pair's map in its half.
+    Scores per condition: ``ciou_success``, ``auc``, ``mean_ciou`` (Oya's Table 5) and
+    ``half_accuracy`` = share of samples with more than half of the attention mass in the sounding
+    pair's half (:func:`half_share`); ``half_accuracy_peak`` uses the attention's highest cell instead.
+
+    The sound is withheld by giving every sample the same sound embedding, so the map can depend on
+    the picture only — the analogue, for this model (which has no vision-only branch), of Oya's
+    "potential localization map":
+
+    - ``withheld="mean"`` (default): h = the mean of the sound embeddings h of all scored pairs. It
+      stays inside the distribution of embeddings the attention was trained on, so the picture is
+      read as usual, only *which* sound is unknown;
+    - ``withheld="zero"``: h of an all-zero waveform (silence), which the network may never have heard
+      paired with an object and can be out of distribution.
+
+    Because each image pair is scored with both of its sounds and a sound-blind map is the same for
+    both, the withheld condition's half accuracy is 50 % up to ties; the with-sound condition is
+    well above it only when the model uses the sound.
+
+    ``threshold`` binarises the maps for cIoU as in :func:`ciou` (None: the median).
+
+    Returns {"with_sound": {...}, "without_sound": {...}, "n": samples, "withheld": ..., "threshold": ...}.
+    """
+    import torch
+
+    if withheld not in ("mean", "zero"):
+        raise Pan360Error(f"withheld must be 'mean' or 'zero', not {withheld!r}")
+    data = _open_pairs(pairs, model)
+    dev = _device(model, device)
+    model = model.to(dev).eval()
+    idx = _annotated(data)
+    # One pass over the set: keep each pair's frame and ground truth, and only the embedding of its sound.
+    samples: list[dict] = []
+    hs = []
+    n_wave = 0
+    for rows in _batches(len(idx), batch_size):
+        batch = [data[idx[r]] for r in rows]
+        with torch.inference_mode():
+            _, h = model.encode_sound(torch.stack([s["waveform"] for s in batch]).to(dev),
+                                      torch.stack([s["valid"] for s in batch]).to(dev))
+        hs.append(h.float())
+        n_wave = batch[0]["waveform"].shape[-1]
+        samples += [{"frame": s["frame"], "gt_full": s["gt_full"]} for s in batch]
+    plan = concat_plan(len(samples), n_concat, seed)
+    h_all = torch.cat(hs)
+    with torch.inference_mode():
+        if withheld == "mean":
+            h_blind = h_all.mean(dim=0, keepdim=True)
+        else:
+            silence = torch.zeros(1, n_wave, device=dev)
+            _, h_blind = model.encode_sound(silence, torch.ones(1, n_wave, dtype=torch.bool, device=dev))
+            h_blind = h_blind.float()
+    results: dict[str, list] = {"with_sound": [], "without_sound": []}
+    for rows in _batches(len(plan), batch_size):
+        cs = [plan[r] for r in rows]
+        frames = torch.stack([concat_frames(samples[c.left]["frame"], samples[c.right]["frame"])
+                              for c in cs]).to(dev)
+        with torch.inference_mode():
+            grid = model.visual_grid(frames)
+            att_s, _ = model.localize(grid, h_all[[c.sounding for c in cs]].to(grid.dtype))
+            att_b, _ = model.localize(grid, h_blind.expand(len(cs), -1).to(grid.dtype))
+        for key, att in (("with_sound", att_s), ("without_sound", att_b)):
+            for a, c in zip(att.float().cpu().numpy(), cs):
+                on_left = c.sounding == c.left
+                g = concat_gt(_gt_of(samples[c.sounding]), on_left)
+                share = half_share(a)
+                centre = int(np.argmax(a)) % a.shape[-1] + 0.5  # the middle column of an odd width is neither
+                peak_ok = centre < a.shape[-1] / 2 if on_left else centre > a.shape[-1] / 2
+                results[key].append((ciou(a, g, threshold), share > 0.5 if on_left else share < 0.5, peak_ok))
+        if progress is not None:
+            progress(min(rows.stop, len(plan)), len(plan))
+    report: dict[str, dict[str, float | int] | int | str | float] = {
+        "n": len(plan), "withheld": withheld, "threshold": "median" if threshold is None else threshold}
+    for key, rows_ in results.items():
+        cious = [r[0] for r in rows_]
+        success, auc = success_and_auc(cious)
+        report[key] = {"ciou_success": success, "auc": auc, "mean_ciou": float(np.mean(cious)),
+                       "half_accuracy": float(np.mean([r[1] for r in rows_])),
+                       "half_accuracy_peak": float(np.mean([r[2] for r in rows_]))}
+    return report

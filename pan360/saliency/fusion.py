@@ -33,8 +33,9 @@ from pan360.errors import Pan360Error
 
 F32 = NDArray[np.float32]
 
-#: Maximum gain the network adds (fused peak keeps >= 1/(1+β) = 50 % of the FOA maximum).
-BETA = 1.0
+#: Maximum extra gain the network adds: the fused peak keeps >= 1/(1+β) = 25 % of the FOA maximum,
+#: which lets the network move the peak up to ~14° inside a typical FOA lobe (vMF κ = 40).
+BETA = 3.0
 #: Degrees around the FOA peak in which the network may reweight: the FOA map's own width (~21° FWHM)
 #: plus the direction bias of real microphone arrays and reflections (~10°).
 CONE = 30.0

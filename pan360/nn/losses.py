@@ -1,0 +1,128 @@
+"""Losses of Senocak et al. (TPAMI 2019, §4): the unsupervised distance-ratio triplet loss (eqs. 5–6),
+the supervised cross-entropy on the attention map (eq. 8) and their per-sample weighted sum (eq. 7).
+
+Every loss is computed per sample, then averaged over the batch (``reduction="mean"``) or returned
+per sample (``reduction="none"``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pan360.errors import Pan360Error
+
+_LOG_EPS = 1e-12  # keeps log(α) finite where the softmax underflows to 0
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return per_sample
+    if reduction == "mean":
+        return per_sample.mean()
+    raise Pan360Error(f"reduction must be 'mean' or 'none', not {reduction!r}")
+
+
+def _distance(a: Tensor, b: Tensor) -> Tensor:
+    # Euclidean distance with a finite gradient at a == b (plain sqrt has an infinite slope at 0).
+    return torch.sqrt(((a - b) ** 2).sum(dim=-1) + 1e-12)
+
+
+def triplet_ratio_loss(
+    f_v: Tensor, f_s_pos: Tensor, f_s_neg: Tensor, reduction: str = "mean"
+) -> Tensor:
+    """Distance-ratio triplet loss, eqs. 5–6.
+
+    d± = ‖f_v − f_s±‖₂ (eq. 5); D± = softmax(d+, d−); L_U = ‖(D+, D−) − (0, 1)‖² = 2·D+² (eq. 6).
+    It is 0 when the positive sound is much closer to the frame than the negative, 0.5 when both are
+    equally far, 2 at worst.
+
+    Parameters
+    ----------
+    f_v : (B, D) visual embeddings of the frames (queries).
+    f_s_pos : (B, D) sound embeddings of the frames' own audio windows.
+    f_s_neg : (B, D) sound embeddings of other videos' audio.
+    """
+    if not (f_v.shape == f_s_pos.shape == f_s_neg.shape) or f_v.ndim != 2:
+        raise Pan360Error(
+            f"triplet loss needs three (B, D) tensors, got {tuple(f_v.shape)}, "
+            f"{tuple(f_s_pos.shape)}, {tuple(f_s_neg.shape)}"
+        )
+    d = torch.stack([_distance(f_v, f_s_pos), _distance(f_v, f_s_neg)], dim=1).float()
+    soft = torch.softmax(d, dim=1)
+    target = torch.tensor([0.0, 1.0], device=d.device)
+    per_sample = ((soft - target) ** 2).sum(dim=1)
+    return _reduce(per_sample, reduction)
+
+
+def _annotated(gt_map: Tensor, mask: Tensor | None) -> Tensor:
+    """(B,) bool: which samples carry an annotation (given, or a non-empty ground-truth map)."""
+    if mask is not None:
+        return mask.to(device=gt_map.device, dtype=torch.bool).reshape(-1)
+    return gt_map.flatten(1).sum(dim=1) > 0
+
+
+def _check_maps(attention: Tensor, gt_map: Tensor) -> None:
+    if attention.shape != gt_map.shape or attention.ndim != 3:
+        raise Pan360Error(
+            f"attention and ground-truth maps must both be (B, h, w) on the same grid, got "
+            f"{tuple(attention.shape)} and {tuple(gt_map.shape)}"
+        )
+
+
+def attention_ce_loss(
+    attention: Tensor, gt_map: Tensor, mask: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Supervised loss of eq. 8: L_S = −Σ_i α_GT,i · log α_i, per annotated sample.
+
+    Parameters
+    ----------
+    attention : (B, h, w) attention maps α (each sums to 1).
+    gt_map : (B, h, w) binary ground truth on the same grid (1 inside the annotated source).
+    mask : optional (B,) bool, True where the sample is annotated; by default a sample is annotated
+        when its map is not all zero.
+    reduction : "mean" averages over the annotated samples only (0 when there are none);
+        "none" returns (B,) with 0 for samples without annotation.
+
+    As in the paper the map is binary and not normalised, so a larger annotated region weighs more.
+    """
+    _check_maps(attention, gt_map)
+    has = _annotated(gt_map, mask)
+    per_sample = -(gt_map.float() * torch.log(attention.float().clamp_min(_LOG_EPS))).flatten(1).sum(1)
+    per_sample = torch.where(has, per_sample, torch.zeros_like(per_sample))
+    if reduction == "mean":
+        return per_sample.sum() / has.sum().clamp_min(1)
+    return _reduce(per_sample, reduction)
+
+
+def semi_supervised_loss(
+    f_v: Tensor,
+    f_s_pos: Tensor,
+    f_s_neg: Tensor,
+    attention: Tensor,
+    gt_map: Tensor | None = None,
+    mask: Tensor | None = None,
+    w_unsup: float = 0.5,
+    w_sup: float = 0.5,
+    reduction: str = "mean",
+    return_parts: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    """Eq. 7 with weights: L = w_unsup · L_U + λ(α_GT) · w_sup · L_S, per sample, then the mean.
+
+    λ(α_GT) = 0 for a sample without annotation (``gt_map`` None, ``mask`` False, or an all-zero
+    map), else 1. The default weights 0.5 / 0.5 are the best row of the paper's Table V.
+
+    With ``return_parts`` also returns the batch means of L_U (all samples) and L_S (annotated
+    samples only, 0 when none), unweighted, for logging.
+    """
+    unsup = triplet_ratio_loss(f_v, f_s_pos, f_s_neg, reduction="none")
+    if gt_map is None:
+        sup = torch.zeros_like(unsup)
+        n_annotated = torch.zeros((), device=unsup.device)
+    else:
+        sup = attention_ce_loss(attention, gt_map, mask, reduction="none")  # 0 where λ = 0
+        n_annotated = _annotated(gt_map, mask).sum()
+    total = _reduce(w_unsup * unsup + w_sup * sup, reduction)
+    if return_parts:
+        return total, unsup.mean(), sup.sum() / n_annotated.clamp_min(1)
+    return total

@@ -1,0 +1,286 @@
+"""The ``net`` saliency source: the sound-attention network (:mod:`pan360.nn.model`) run per frame.
+
+For each analysed video frame at time t:
+
+1. **sound**: the model's window (``config.window`` s; 4 s for "small", 20 s for "vgg16") of mono audio
+   centred on t — the W (omni) channel of FOA input, else the mean of the channels — resampled once to
+   ``config.sample_rate``. Parts of the window beyond the clip's ends are zeros marked invalid (the
+   model ignores conv8 steps that hear no real audio; see :func:`pan360.nn.model.sound_window`). Window
+   centres are snapped to a grid of ``audio_hop`` s (0.1 s), so frames within one hop share one sound
+   embedding (computed once): a 50 ms shift of a 4 s window changes nothing the network can use.
+2. **picture**: the equirect frame (one eye) downscaled to the model input — ``input_height`` rows
+   (default ``config.image_height``: 160 for "small"; the paper used 480x960 images) and the frame's
+   own aspect, both multiples of 16 — by area averaging on the decoded YUV planes (a 4K frame is never
+   converted to RGB at full size).
+3. **attention** (H/16 x W/16, sums to 1) → mass per steradian of each cell → bilinear upsampling to
+   the map grid (64 x 128) with horizontal wrap-around at the ±180° seam, renormalised so that
+   Σ map · solid angle is exactly the frame's weight (below).
+
+**Absolute scale.** Attention always sums to 1, even when nothing sounds. Each map is therefore scaled
+by ``power x confidence``: ``power`` is the mean square of the mono signal in a 0.2 s Hann window
+centred on the frame (full-scale² units, like the FOA maps' power: silence gives an all-zero map),
+``confidence`` is the highest cosine similarity between the sound embedding and a grid cell, clipped
+to [0, 1] (the network's own "I see the thing I hear"; no cell matching the sound gives ~0). So
+Σ map · solid angle = power · confidence, and "nothing sounding" is a (near) zero map.
+
+**Analysis rate.** On CUDA every frame is analysed (batched, autocast bf16/fp16). On CPU, frames are
+analysed at :func:`cpu_rate` per second — 5 for the "small" model (every 6th frame at 30 fps), 1 for
+the paper-size "vgg16" (≈2.2 s per 320x640 frame on 2 cores) — and the maps of the frames in between
+are linearly interpolated in time; skipped frames are still decoded (the codec needs them) but never
+converted or resized. Measured on this project's 2-core machine (shared, load ≈5) with the "small"
+model: a 60 s 3840x1920 30 fps H.264 clip (1800 frames, 3.4 Mb/s) analyses in 52 s, of which decoding
+alone is 31 s; the network costs ≈50 ms per frame picture and ≈50 ms per 4 s sound window.
+
+Memory: the output maps (T x 64 x 128 float32, 32 KB per frame) plus one batch of small frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from pan360 import sphere
+from pan360.errors import Pan360Error
+from pan360.media import AudioTrack, MediaInfo
+
+F32 = NDArray[np.float32]
+Progress = Callable[[int, int], None]
+
+#: Frames analysed per second on CPU (the rest are interpolated): "small" model, and anything bigger.
+CPU_RATE = 5.0
+CPU_RATE_LARGE = 1.0
+#: Sound-window centres are snapped to this grid (s): frames within one hop share an embedding.
+AUDIO_HOP = 0.1
+#: Seconds of the Hann window measuring the sound power that scales each map (as the FOA maps' window).
+POWER_WINDOW = 0.2
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """How a clip is analysed: device, model input size, frames analysed."""
+
+    device: str
+    input_size: tuple[int, int]  # (height, width) of the model input, multiples of 16
+    analysed: NDArray[np.int64]  # indices of the frames the network sees (sorted, first and last included)
+    rate: float | None  # analysed frames per second (None: every frame)
+
+
+# ---------------------------------------------------------------------------------------- pieces
+def mono_audio(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.float32]:
+    """(N,) mono signal of a track: the W channel of FOA (FuMa's W is scaled to SN3D), else the mean of
+    the channels."""
+    x = np.asarray(track.samples, dtype=np.float32)
+    is_foa = x.shape[0] == 4 and (track.ambisonic is not None or foa_format != "auto")
+    if is_foa:
+        from pan360.saliency import foa_from_track
+
+        return np.ascontiguousarray(foa_from_track(track, foa_format)[0])
+    return np.ascontiguousarray(x.mean(axis=0))
+
+
+def input_size(eye_width: int, eye_height: int, height: int) -> tuple[int, int]:
+    """(h, w) of the model input: ``height`` rounded to a multiple of 16 (>= 16) and the frame's aspect."""
+    h = max(16, int(round(height / 16)) * 16)
+    w = max(16, int(round(h * eye_width / eye_height / 16)) * 16)
+    return h, w
+
+
+def analysis_indices(times: NDArray[np.float64], rate: float | None) -> NDArray[np.int64]:
+    """Frames to analyse: all (``rate`` None) or the frames nearest to a ``1/rate`` s grid, always
+    including the first and the last frame."""
+    t = np.asarray(times, dtype=np.float64)
+    n = len(t)
+    if rate is None or n <= 2:
+        return np.arange(n, dtype=np.int64)
+    if rate <= 0:
+        raise Pan360Error(f"analysis rate must be positive, got {rate:g}")
+    grid = t[0] + np.arange(0.0, t[-1] - t[0] + 1e-9, 1.0 / rate)
+    j = np.clip(np.searchsorted(t, grid), 1, n - 1)
+    near = np.where(np.abs(t[j - 1] - grid) <= np.abs(t[j] - grid), j - 1, j)
+    return np.unique(np.concatenate([[0], near, [n - 1]])).astype(np.int64)
+
+
+def window_power(mono: NDArray[np.float32], sample_rate: int, times: NDArray[np.float64],
+                 window: float = POWER_WINDOW) -> NDArray[np.float64]:
+    """(T,) mean square of ``mono`` in a Hann window of ``window`` s centred on each time (zeros
+    outside the clip count as silence)."""
+    x2 = np.asarray(mono, dtype=np.float64) ** 2
+    half = max(1, int(round(window * sample_rate / 2)))
+    win = np.hanning(2 * half + 1)[1:-1] if 2 * half + 1 > 2 else np.ones(1)
+    win = win / win.sum()
+    out = np.empty(len(times))
+    for i, t in enumerate(np.asarray(times, dtype=np.float64)):
+        c = int(round(t * sample_rate))
+        a, b = c - len(win) // 2, c - len(win) // 2 + len(win)
+        lo, hi = max(a, 0), min(b, len(x2))
+        out[i] = float(x2[lo:hi] @ win[lo - a:hi - a]) if hi > lo else 0.0
+    return out
+
+
+def _interp_matrix(n_out: int, n_in: int, wrap: bool) -> NDArray[np.float64]:
+    """(n_out, n_in) linear interpolation between cell centres (edge-clamped, or periodic)."""
+    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    i0 = np.floor(pos).astype(np.int64)
+    f = pos - i0
+    m = np.zeros((n_out, n_in))
+    if wrap:
+        np.add.at(m, (np.arange(n_out), i0 % n_in), 1.0 - f)
+        np.add.at(m, (np.arange(n_out), (i0 + 1) % n_in), f)
+    else:
+        np.add.at(m, (np.arange(n_out), np.clip(i0, 0, n_in - 1)), 1.0 - f)
+        np.add.at(m, (np.arange(n_out), np.clip(i0 + 1, 0, n_in - 1)), f)
+    return m
+
+
+def attention_to_maps(attention: NDArray[Any], weight: NDArray[Any], map_size: tuple[int, int]) -> F32:
+    """Attention grids (B, h, w) (each summing to 1) → maps (B, H, W) per steradian on the equirect map
+    grid, with Σ map · solid angle = ``weight`` (B,) exactly.
+
+    The attention is first turned into mass per steradian of its own cells (an equirect grid too),
+    then upsampled bilinearly between cell centres, wrapping around horizontally at the ±180° seam.
+    """
+    a = np.maximum(np.asarray(attention, dtype=np.float64), 0.0)
+    b, gh, gw = a.shape
+    h, w = map_size
+    density = a / sphere.equirect_solid_angle(gw, gh)[None]
+    up = np.einsum("Hh,bhw,Ww->bHW", _interp_matrix(h, gh, False), density, _interp_matrix(w, gw, True),
+                   optimize=True)
+    mass = (up * sphere.equirect_solid_angle(w, h)[None]).sum(axis=(1, 2))
+    scale = np.divide(np.asarray(weight, dtype=np.float64), mass, out=np.zeros(b), where=mass > 0)
+    return (up * scale[:, None, None]).astype(np.float32)
+
+
+def _small_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
+    """A decoded yuv420p frame (Y, U, V planes) downscaled (area) to (h, w) and converted to RGB."""
+    h, w = size
+    y, u, v = data
+    ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA)
+    us = cv2.resize(u, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    vs = cv2.resize(v, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    i420 = np.concatenate([ys.reshape(-1), us.reshape(-1), vs.reshape(-1)]).reshape(h * 3 // 2, w)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # limited-range BT.601, as swscale's default
+
+
+# ----------------------------------------------------------------------------------- the source
+def cpu_rate(model: Any) -> float:
+    """Default analysed frames per second on CPU: :data:`CPU_RATE` for the "small" model,
+    :data:`CPU_RATE_LARGE` for the paper-size "vgg16" (≈40x the cost per frame)."""
+    return CPU_RATE if getattr(model.config, "arch", "small") == "small" else CPU_RATE_LARGE
+
+
+def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: float | None = None,
+                  input_height: int | None = None) -> NetworkPlan:
+    """Decide device, input size and analysed frames (see the module docstring for the defaults)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise Pan360Error(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise Pan360Error("--device cuda requested but no CUDA device is available")
+    if rate is None and device == "cpu":
+        rate = cpu_rate(model)
+    size = input_size(info.eye_width, info.eye_height, input_height or model.config.image_height)
+    return NetworkPlan(device, size, analysis_indices(info.frame_times, rate), rate)
+
+
+def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_size: tuple[int, int] = (64, 128),
+                 foa_format: str = "auto", device: str = "auto", rate: float | None = None,
+                 input_height: int | None = None, batch_size: int = 8, audio_hop: float = AUDIO_HOP,
+                 progress: Progress | None = None) -> F32:
+    """Network saliency maps (T, H, W) float32 of every video frame (see the module docstring).
+
+    Parameters
+    ----------
+    model : a :class:`pan360.nn.model.SoundLocalizer` (moved to ``device`` and put in eval mode here).
+    info, track : the probed input and its decoded audio (required: the network localises a sound).
+    device : "auto" (CUDA when present), "cpu" or "cuda".
+    rate : analysed frames per second; None: every frame on CUDA, :func:`cpu_rate` on CPU.
+    input_height : model input rows (multiple of 16); None: ``model.config.image_height``.
+    batch_size : frames per forward pass.
+    audio_hop : seconds; sound-window centres are snapped to this grid and their embeddings shared.
+    progress : callback (frames done, total frames).
+    """
+    import torch
+
+    from pan360.media import iter_frames
+    from pan360.nn.model import preprocess_frames, resample_audio, sound_window
+
+    if track is None:
+        raise Pan360Error("--saliency net needs an audio track: the network localises what it hears")
+    plan = plan_analysis(model, info, device=device, rate=rate, input_height=input_height)
+    cfg = model.config
+    mono = mono_audio(track, foa_format)
+    mono_model = resample_audio(mono, track.sample_rate, cfg.sample_rate)
+    times = info.frame_times
+    power = window_power(mono, track.sample_rate, times[plan.analysed])
+    dev = torch.device(plan.device)
+    model = model.to(dev).eval()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
+        if plan.device == "cuda" else None
+
+    total = info.n_frames
+    out = np.zeros((total, *map_size), np.float32)
+    wanted = np.zeros(total, bool)
+    wanted[plan.analysed] = True
+    rank = np.full(total, -1, np.int64)
+    rank[plan.analysed] = np.arange(len(plan.analysed))
+    cache: dict[int, Any] = {}  # snapped window centre (in hops) -> h (1, 512) on the device
+    batch_idx: list[int] = []
+    batch_rgb: list[NDArray[np.uint8]] = []
+    last = -1  # the last analysed frame written
+
+    def embed(keys: list[int]) -> None:
+        todo = [k for k in dict.fromkeys(keys) if k not in cache]
+        if not todo:
+            return
+        waves, valid = zip(*(sound_window(mono_model, cfg.sample_rate, k * audio_hop, cfg) for k in todo))
+        wv = torch.from_numpy(np.stack(waves)).to(dev)
+        vm = torch.from_numpy(np.stack(valid)).to(dev)
+        _, h = model.encode_sound(wv, vm)
+        for k, row in zip(todo, h.float()):
+            cache[k] = row
+
+    def flush() -> None:
+        nonlocal last
+        if not batch_idx:
+            return
+        keys = [int(round(times[i] / audio_hop)) for i in batch_idx]
+        with torch.inference_mode(), (amp if amp is not None else nullcontext()):
+            embed(keys)
+            frames = torch.from_numpy(np.stack(batch_rgb)).to(dev)
+            grid = model.visual_grid(preprocess_frames(frames))
+            att, logits = model.localize(grid, torch.stack([cache[k] for k in keys]))
+        att_np = att.float().cpu().numpy()
+        conf = np.clip(logits.float().flatten(1).max(dim=1).values.cpu().numpy(), 0.0, 1.0)
+        maps = attention_to_maps(att_np, power[rank[batch_idx]] * conf, map_size)
+        for i, m in zip(batch_idx, maps):
+            out[i] = m
+            if last >= 0 and i - last > 1:  # frames skipped in between: linear in time
+                t0, t1 = times[last], times[i]
+                f = ((times[last + 1:i] - t0) / (t1 - t0) if t1 > t0 else np.full(i - last - 1, 0.5))
+                out[last + 1:i] = (1 - f)[:, None, None] * out[last] + f[:, None, None] * m
+            last = i
+        for k in [k for k in cache if k < keys[-1] - 1]:  # centres only grow: keep memory bounded
+            del cache[k]
+        batch_idx.clear()
+        batch_rgb.clear()
+        if progress is not None:
+            progress(last + 1, total)
+
+    for i, (_, data) in enumerate(iter_frames(info, fmt="yuv420p")):
+        if not wanted[i]:
+            continue
+        batch_idx.append(i)
+        batch_rgb.append(_small_rgb(data, plan.input_size))
+        if len(batch_idx) >= batch_size:
+            flush()
+    flush()
+    return out

@@ -1,0 +1,297 @@
+"""Training of the sound-localisation network, top to bottom (nanoGPT style): ``train(config)``.
+
+Single process: ``pan360 train DATA... --out runs/x``. Several GPUs: PyTorch's launcher,
+``torchrun --nproc_per_node N -m pan360 train ...``: each process reads RANK / LOCAL_RANK /
+WORLD_SIZE from the environment, joins the process group, wraps the model in
+DistributedDataParallel and reads its share of the data through a DistributedSampler; rank 0 alone
+logs, evaluates and writes checkpoints. ``batch_size`` is the global batch (split over processes).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from pan360.errors import Pan360Error
+from pan360.nn.losses import attention_ce_loss, triplet_ratio_loss
+from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
+from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
+from pan360.training.config import TrainConfig
+from pan360.training.data import augment, collate, negative_indices, open_datasets
+from pan360.training.report import evaluate, plot_losses
+
+LOG_FIELDS = ("step", "loss", "unsup", "sup", "lr", "seconds", "samples_per_s")
+EVAL_FIELDS = ("step", "ciou_success", "auc", "mean_ciou", "hit_rate", "samples")
+
+
+class _ResumableSampler(DistributedSampler):
+    """DistributedSampler that can skip the first ``skip`` indices of the next epoch (to resume mid-epoch
+    without loading the skipped samples)."""
+
+    skip = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+def _latest_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the newest ``step_*.safetensors`` of a run folder (or its checkpoints/)."""
+    if path.is_file():
+        return path
+    found = sorted((path / "checkpoints").glob("step_*.safetensors")) or sorted(path.glob("step_*.safetensors"))
+    if not found:
+        raise Pan360Error(f"no checkpoint to resume from in {path}")
+    return found[-1]
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": list(random.getstate()[1]),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), None))
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then constant (the official recipe) or cosine decay to 10 % of ``lr``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return float(cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, t)))))
+    return cfg.lr
+
+
+def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    on_log: Callable[[dict], None] | None = None,
+    **overrides: Any,
+) -> Path:
+    """Train (or resume) a :class:`SoundLocalizer`; returns the final checkpoint's ``.safetensors`` path.
+
+    ``config`` (or keyword fields of :class:`TrainConfig`, which override it) says what to train on
+    and how. ``progress(step, steps)`` and ``on_log(row)`` (the CSV row, plus eval scores when an
+    evaluation ran) are called on rank 0. Writes into ``out_dir``: ``train_config.json``,
+    ``checkpoints/step_NNNNNNN.{safetensors,json,train.pt}``, ``log.csv``, ``eval.csv``,
+    ``losses.png`` and the final ``model.safetensors`` + ``model.json``.
+    """
+    cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    cfg.validate()
+
+    # ---- processes and device (torchrun sets these variables; plain python leaves them unset)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    ddp = world > 1
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" and ddp else cfg.device)
+    if ddp:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    if cfg.batch_size % world:
+        raise Pan360Error(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
+    per_batch = cfg.batch_size // world
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    if master:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- seeds (each rank differs so that augmentations differ; the data split comes from the sampler)
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+
+    # ---- model: new, or resumed from a checkpoint (weights + optimizer + step + RNG)
+    start_step, resume_state = 0, None
+    if cfg.resume:
+        ckpt = _latest_checkpoint(Path(cfg.resume))
+        model = load_model(ckpt, device="cpu").train()
+        state_file = ckpt.with_suffix(".train.pt")
+        if state_file.exists():
+            resume_state = load_training_state(state_file)
+            start_step = int(resume_state["step"])
+    else:
+        model = SoundLocalizer(arch=cfg.arch, mechanism=cfg.mechanism, **cfg.model)
+        if cfg.init_vgg16:
+            load_imagenet_vgg16(model, cfg.init_vgg16)
+    mcfg: ModelConfig = model.config
+    if cfg.freeze_visual:  # the official code keeps the ImageNet VGG16 frozen
+        for p in model.visual.parameters():
+            p.requires_grad_(False)
+    model.to(device)
+    raw_model = model
+    if ddp:
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            raw_model = model
+        model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    params = [p for p in raw_model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # ---- mixed precision on CUDA: bf16 where supported, else fp16 with a gradient scaler
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if resume_state is not None:
+        opt.load_state_dict(resume_state["optimizer"])
+        if resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
+        if ddp:  # rank 0's state was saved; other ranks get fresh, distinct seeds
+            torch.manual_seed(cfg.seed + rank + 1000 * start_step)
+        else:
+            _set_rng_state(resume_state["rng"])
+
+    # ---- data
+    dataset = open_datasets(cfg.data, mcfg, rate=cfg.video_rate, cache_mb=cfg.cache_mb)
+    sampler = _ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    per_batch = min(per_batch, len(sampler))
+    loader = DataLoader(dataset, batch_size=per_batch, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
+                        persistent_workers=cfg.num_workers > 0)
+    batches_per_epoch = len(sampler) // per_batch
+    eval_set = open_datasets(cfg.eval_data, mcfg, full_gt=True) if (cfg.eval_data and master) else None
+
+    if master:
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+        if start_step == 0:  # a fresh run starts fresh logs; a resumed one appends
+            for name in ("log.csv", "eval.csv"):
+                (out / name).unlink(missing_ok=True)
+
+    def checkpoint(step: int, final: bool = False) -> Path:
+        meta = {"train_config": cfg.to_dict(), "data": [str(d) for d in cfg.data]}
+        path = save_checkpoint(out / "model" if final else ckpt_dir / f"step_{step:07d}", raw_model,
+                               step=step, extra=meta)
+        if not final:
+            save_training_state(path.with_suffix(".train.pt"), {
+                "step": step, "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": _rng_state(),
+            })
+            old = sorted(ckpt_dir.glob("step_*.safetensors"))[: -cfg.keep_checkpoints]
+            for o in old:  # keep the newest few
+                for suffix in (".safetensors", ".json", ".train.pt"):
+                    o.with_suffix(suffix).unlink(missing_ok=True)
+        plot_losses(out / "log.csv", out / "eval.csv", out / "losses.png")
+        return path
+
+    # ---- the loop
+    step = start_step
+    epoch, offset = divmod(step, max(batches_per_epoch, 1))
+    sums = {"loss": 0.0, "unsup": 0.0, "sup": 0.0, "n": 0}
+    t_last, seen = time.perf_counter(), 0
+    model.train()
+    while step < cfg.steps:
+        sampler.set_epoch(epoch)
+        sampler.skip = offset * per_batch
+        for batch in loader:
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, cfg)
+            # per-step generator: negatives and augmentation are reproducible and resume exactly
+            gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 7919 + rank) % 2**62)
+            if cfg.augment:
+                batch = augment(batch, gen)
+            neg, neg_ok = negative_indices(batch["group"], gen)
+            frames = batch["frame"].to(device, non_blocking=True)
+            waves = batch["waveform"].to(device, non_blocking=True)
+            valid = batch["valid"].to(device, non_blocking=True)
+            gt, has_gt = batch["gt"].to(device), batch["has_gt"].to(device)
+            neg, neg_ok = neg.to(device), neg_ok.to(device)
+            with autocast:
+                o = model(frames, waves, valid)
+            # Eq. 7 per sample: the negative is another video's sound from this batch (its f_s is
+            # already computed); a sample whose batch has no other video has no triplet.
+            unsup = triplet_ratio_loss(o.f_v.float(), o.f_s.float(), o.f_s[neg].float(), reduction="none")
+            sup = attention_ce_loss(o.attention.float(), gt, has_gt, reduction="none")
+            loss = (cfg.w_unsup * unsup * neg_ok + cfg.w_sup * sup).mean()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            seen += len(frames)
+
+            sums["loss"] += float(loss.detach())
+            sums["unsup"] += float((unsup * neg_ok).sum().detach() / neg_ok.sum().clamp_min(1))
+            sums["sup"] += float(sup.sum().detach() / has_gt.sum().clamp_min(1))
+            sums["n"] += 1
+            if master and (step % cfg.log_every == 0 or step == cfg.steps):
+                now = time.perf_counter()
+                row = {"step": step, **{k: round(sums[k] / sums["n"], 6) for k in ("loss", "unsup", "sup")},
+                       "lr": float(_lr_at(step - 1, cfg)), "seconds": round(now - t_last, 3),
+                       "samples_per_s": round(seen * world / max(now - t_last, 1e-9), 2)}
+                _append_csv(out / "log.csv", LOG_FIELDS, row)
+                sums, t_last, seen = {"loss": 0.0, "unsup": 0.0, "sup": 0.0, "n": 0}, now, 0
+                if eval_set is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    scores = evaluate(raw_model, eval_set, device, autocast, max_samples=cfg.eval_max,
+                                      threshold=cfg.eval_threshold)
+                    _append_csv(out / "eval.csv", EVAL_FIELDS, {"step": step, **scores})
+                    row = {**row, **{f"eval_{k}": v for k, v in scores.items()}}
+                    model.train()
+                    t_last = time.perf_counter()
+                if on_log is not None:
+                    on_log(row)
+            if master and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                checkpoint(step)
+            if master and progress is not None:
+                progress(step, cfg.steps)
+            if step >= cfg.steps:
+                break
+        epoch, offset = epoch + 1, 0
+
+    final = None
+    if master:
+        checkpoint(step)  # resumable last state
+        final = checkpoint(step, final=True)
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final if final is not None else out / "model.safetensors"
