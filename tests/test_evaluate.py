@@ -15,7 +15,7 @@ from torch import nn
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.nn.evaluate import (SMALL_OBJECT_THRESHOLD, ciou, concat_and_localize, concat_gt, concat_plan,
-                                consensus_map, evaluate_pairs, half_share, success_and_auc, trajectory_metrics)
+                                consensus_map, evaluate_pairs, half_share, _peak_inside, success_and_auc, trajectory_metrics)
 from pan360.nn.model import ModelConfig, SoundLocalizer, preprocess_frames, sound_window
 from pan360.paths import CameraPath, save_path
 from pan360.synthetic import Scene, SceneObject, ground_truth, write_ground_truth
@@ -177,6 +177,33 @@ def test_real_model_on_a_pair_folder(tmp_path: Path) -> None:
     assert cat["n"] == 8 and cat["without_sound"]["half_accuracy"] == pytest.approx(0.5)
     with pytest.raises(Pan360Error):
         concat_and_localize(model, folder, withheld="nothing")
+
+
+def test_evaluate_pairs_on_concatenated_folders_as_training_does(tmp_path: Path) -> None:
+    """Training evaluates a ConcatDataset of pair folders on its first annotated pairs, in train mode."""
+    from torch.utils.data import ConcatDataset
+
+    from pan360.training.data import PairFolderDataset
+
+    torch.manual_seed(0)
+    model = SoundLocalizer(arch="small").train()
+    a = PairFolderDataset(_pair_folder(tmp_path / "a", model.config, 3), model.config, full_gt=True)
+    b = PairFolderDataset(_pair_folder(tmp_path / "b", model.config, 4), model.config, full_gt=True)
+    both = ConcatDataset([a, b])
+    rep = evaluate_pairs(model, both, device="cpu", threshold=0.5)
+    assert (rep["n"], rep["unannotated"]) == (5, 2)  # the last pair of each folder is ambient
+    assert 0.0 <= rep["hit_rate"] <= 1.0 and model.training  # the caller's mode is kept
+    first = evaluate_pairs(model, both, device="cpu", threshold=0.5, max_samples=2)
+    alone = evaluate_pairs(model, a, device="cpu", threshold=0.5)  # a's 2 annotated pairs come first
+    assert first["n"] == 2 and first["mean_ciou"] == pytest.approx(alone["mean_ciou"])
+    # A map peaked inside the annotation is a hit; one peaked outside is not.
+    gt = np.zeros((16, 32))
+    gt[4:8, 8:16] = 1
+    att = np.zeros((4, 8))
+    att[1, 3] = 1
+    assert _peak_inside(att, gt) == 1.0
+    att = np.roll(att, 4, axis=1)
+    assert _peak_inside(att, gt) == 0.0
 
 
 # ----------------------------------------------------------------------------- trajectories

@@ -205,8 +205,12 @@ def test_train_loss_falls_checkpoints_and_resume(tmp_path: Path) -> None:
     assert len(list((data / "frames").glob("*.jpg"))) == 4 and (data / "dataset.json").exists()
     out = tmp_path / "run"
     common = dict(data=[str(data)], out_dir=str(out), model={"image_height": 64, "image_width": 128}, batch_size=4,
-                  lr=1e-3, num_workers=0, augment=False, log_every=1, checkpoint_every=5, seed=1)
+                  lr=1e-3, num_workers=0, augment=False, log_every=1, checkpoint_every=5, seed=1,
+                  eval_data=[str(data)], eval_every=8, eval_threshold=0.5)
     final = train(steps=16, **common)  # the 4 pairs are one batch: the same batch every step
+    evals = _rows(out / "eval.csv")  # held-out scores every eval_every steps (here: the training pairs)
+    assert [int(r["step"]) for r in evals] == [8, 16] and all(int(r["n"]) == 4 for r in evals)
+    assert all(0.0 <= float(r[k]) <= 1.0 for r in evals for k in ("ciou_success", "auc", "hit_rate"))
     assert final == out / "model.safetensors" and (out / "model.json").exists()
     rows = _rows(out / "log.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 17))

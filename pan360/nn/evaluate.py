@@ -13,7 +13,7 @@ what "cIoU" and "AUC" mean in the Senocak et al. line of papers:
   ``sklearn.metrics.auc``).
 
 **Concat-and-localize** (Oya et al., ACCV 2020, §5): two annotated samples' images are put side by side
-and rescaled to one image of the original size; only one sample's sound is given; the new ground truth
+(at double width: see :func:`concat_frames`); only one sample's sound is given; the new ground truth
 is that sample's ground truth, rescaled into its half. Each concatenation is scored with both sounds
 (two samples). Scores: cIoU success / AUC on the concatenated samples (as Oya's Table 5) and the
 *half accuracy*: the share of samples where more than half of the attention mass falls in the half that
@@ -200,9 +200,11 @@ def _open_pairs(pairs: Any, model: Any) -> Any:
     return pairs
 
 
-def _device(model: Any, device: str) -> Any:
+def _device(model: Any, device: Any) -> Any:
     import torch
 
+    if isinstance(device, torch.device):
+        return device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
@@ -214,9 +216,14 @@ def _gt_of(sample: dict) -> NDArray[np.float64] | None:
 
 
 def _annotated(data: Any) -> list[int]:
-    """Indices of the annotated samples (a pair folder answers without loading them)."""
+    """Indices of the annotated samples (pair folders, alone or concatenated, answer without loading them)."""
     if hasattr(data, "has_annotation") and hasattr(data, "stems"):
         return [i for i, s in enumerate(data.stems) if data.has_annotation(s)]
+    if hasattr(data, "datasets") and hasattr(data, "cumulative_sizes"):  # torch ConcatDataset
+        out: list[int] = []
+        for part, end in zip(data.datasets, data.cumulative_sizes):
+            out += [end - len(part) + i for i in _annotated(part)]
+        return out
     return [i for i in range(len(data)) if _gt_of(data[i]) is not None]
 
 
@@ -226,40 +233,66 @@ def _batches(n: int, size: int) -> Iterable[range]:
 
 
 def evaluate_pairs(model: Any, pairs: Any, *, threshold: float | None = None, batch_size: int = 16,
-                   device: str = "auto", progress: Progress | None = None) -> dict[str, float | int | str]:
+                   device: Any = "auto", max_samples: int | None = None, autocast: Any = None,
+                   progress: Progress | None = None) -> dict[str, float | int | str]:
     """cIoU success rate, AUC and mean cIoU of ``model`` on an annotated pair set.
 
     ``pairs``: a folder in the Flickr-SoundNet layout (frames/, audio/, annotations) or an indexable of
     sample dicts (see :func:`_open_pairs`). Pairs without annotation (ambient sound) are not scored
     and are counted in ``unannotated``. Each prediction is the attention map (H/16 x W/16) against the
     pair's full-resolution ground truth, as :func:`ciou` with ``threshold`` (None: the median; see
-    :data:`SMALL_OBJECT_THRESHOLD` for sets of small objects).
+    :data:`SMALL_OBJECT_THRESHOLD` for sets of small objects). ``max_samples`` scores only the first
+    annotated pairs (a fixed subset: training evaluates that way); ``autocast`` is a context manager
+    for the forward pass (mixed precision). The model's train/eval mode is restored afterwards.
 
-    Returns {"n", "unannotated", "ciou_success", "auc", "mean_ciou", "threshold"}.
+    Returns {"n", "unannotated", "ciou_success", "auc", "mean_ciou", "hit_rate", "threshold"};
+    ``hit_rate`` is the share of pairs whose attention maximum (the centre of its grid cell) falls
+    inside the ground truth.
     """
+    from contextlib import nullcontext
+
     import torch
 
     data = _open_pairs(pairs, model)
     dev = _device(model, device)
+    was_training = model.training
     model = model.to(dev).eval()
     scored = _annotated(data)
+    n_annotated = len(scored)
+    scored = scored[:max_samples] if max_samples is not None else scored
     cious: list[float] = []
-    for rows in _batches(len(scored), batch_size):
-        samples = [data[scored[r]] for r in rows]
-        with torch.inference_mode():  # the forward pass's attention, without the f_v head it does not need
-            _, h = model.encode_sound(torch.stack([s["waveform"] for s in samples]).to(dev),
-                                      torch.stack([s["valid"] for s in samples]).to(dev))
-            grid = model.visual_grid(torch.stack([s["frame"] for s in samples]).to(dev))
-            attention, _ = model.localize(grid, h)
-        att = attention.float().cpu().numpy()
-        cious += [ciou(a, _gt_of(s), threshold) for a, s in zip(att, samples)]
-        if progress is not None:
-            progress(len(cious), len(scored))
+    hits: list[float] = []
+    try:
+        for rows in _batches(len(scored), batch_size):
+            samples = [data[scored[r]] for r in rows]
+            with torch.inference_mode(), autocast or nullcontext():
+                # the forward pass's attention, without the f_v head it does not need
+                _, h = model.encode_sound(torch.stack([s["waveform"] for s in samples]).to(dev),
+                                          torch.stack([s["valid"] for s in samples]).to(dev))
+                grid = model.visual_grid(torch.stack([s["frame"] for s in samples]).to(dev))
+                attention, _ = model.localize(grid, h)
+            for a, s in zip(attention.float().cpu().numpy(), samples):
+                g = _gt_of(s)
+                cious.append(ciou(a, g, threshold))
+                hits.append(_peak_inside(a, g))
+            if progress is not None:
+                progress(len(cious), len(scored))
+    finally:
+        model.train(was_training)
     if not cious:
         raise Pan360Error("no annotated pair to evaluate (cIoU needs ground-truth maps)")
     success, auc = success_and_auc(cious)
-    return {"n": len(cious), "unannotated": len(data) - len(scored), "ciou_success": success, "auc": auc,
-            "mean_ciou": float(np.mean(cious)), "threshold": "median" if threshold is None else threshold}
+    return {"n": len(cious), "unannotated": len(data) - n_annotated, "ciou_success": success, "auc": auc,
+            "mean_ciou": float(np.mean(cious)), "hit_rate": float(np.mean(hits)),
+            "threshold": "median" if threshold is None else threshold}
+
+
+def _peak_inside(attention: NDArray, gt: NDArray[np.float64]) -> float:
+    """1.0 when the centre of the attention's highest cell, on the ground truth's grid, is inside it."""
+    r, c = np.unravel_index(int(np.argmax(attention)), attention.shape)
+    y = min(int((r + 0.5) * gt.shape[0] / attention.shape[0]), gt.shape[0] - 1)
+    x = min(int((c + 0.5) * gt.shape[1] / attention.shape[1]), gt.shape[1] - 1)
+    return float(gt[y, x] > 0)
 
 
 @dataclass(frozen=True)
@@ -318,8 +351,8 @@ def concat_and_localize(model: Any, pairs: Any, *, n_concat: int | None = None, 
                         progress: Progress | None = None) -> dict[str, dict[str, float | int]]:
     """Oya et al.'s concat-and-localize protocol, with the sound and with the sound withheld.
 
-    Each sample puts two annotated pairs' frames side by side (rescaled to one frame of the model's
-    input size) and gives the sound of one of them; its ground truth is that pair's map in its half.
+    Each sample puts two annotated pairs' frames side by side (at double width, :func:`concat_frames`)
+    and gives the sound of one of them; its ground truth is that pair's map in its half.
     Scores per condition: ``ciou_success``, ``auc``, ``mean_ciou`` (Oya's Table 5) and
     ``half_accuracy`` = share of samples with more than half of the attention mass in the sounding
     pair's half (:func:`half_share`); ``half_accuracy_peak`` uses the attention's highest cell instead.

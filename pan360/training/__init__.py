@@ -18,7 +18,7 @@ from pan360.training.data import (
     read_flickr_xml,
 )
 from pan360.training.loop import train
-from pan360.training.report import evaluate, plot_losses
+from pan360.training.report import plot_losses
 
 __all__ = [
     "PairFolderDataset",
@@ -26,7 +26,6 @@ __all__ = [
     "VideoFolderDataset",
     "augment",
     "collate",
-    "evaluate",
     "load_config",
     "negative_indices",
     "open_datasets",

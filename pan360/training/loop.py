@@ -31,10 +31,11 @@ from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
 from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
 from pan360.training.config import TrainConfig
 from pan360.training.data import augment, collate, negative_indices, open_datasets
-from pan360.training.report import evaluate, plot_losses
+from pan360.nn.evaluate import evaluate_pairs
+from pan360.training.report import plot_losses
 
 LOG_FIELDS = ("step", "loss", "unsup", "sup", "lr", "seconds", "samples_per_s")
-EVAL_FIELDS = ("step", "ciou_success", "auc", "mean_ciou", "hit_rate", "samples")
+EVAL_FIELDS = ("step", "ciou_success", "auc", "mean_ciou", "hit_rate", "n")
 
 
 class _ResumableSampler(DistributedSampler):
@@ -271,8 +272,10 @@ def train(
                 _append_csv(out / "log.csv", LOG_FIELDS, row)
                 sums, t_last, seen = {"loss": 0.0, "unsup": 0.0, "sup": 0.0, "n": 0}, now, 0
                 if eval_set is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    scores = evaluate(raw_model, eval_set, device, autocast, max_samples=cfg.eval_max,
-                                      threshold=cfg.eval_threshold)
+                    scores = evaluate_pairs(raw_model, eval_set, device=device, autocast=autocast,
+                                            max_samples=cfg.eval_max, threshold=cfg.eval_threshold)
+                    scores = {k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in scores.items() if k in EVAL_FIELDS}
                     _append_csv(out / "eval.csv", EVAL_FIELDS, {"step": step, **scores})
                     row = {**row, **{f"eval_{k}": v for k, v in scores.items()}}
                     model.train()
