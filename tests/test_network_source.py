@@ -118,7 +118,7 @@ def test_mono_and_power() -> None:
 
 
 def test_sources_registered(clip: Path, model: CountingLocalizer, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(saliency, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(saliency, "WEIGHTS_DIRS", (tmp_path / "no-weights",))
     info = probe(clip)
     assert saliency.choose_source("auto", info) == ("foa", None)
     assert saliency.choose_source("auto", info, weights=model) == ("fused", None)
@@ -163,3 +163,15 @@ def test_sources_registered(clip: Path, model: CountingLocalizer, tmp_path: Path
         saliency.choose_source("fused", sinfo, weights=model)
     maps = saliency.compute_saliency("net", sinfo, read_audio(sinfo), weights=model, device="cpu")
     assert maps.shape == (sinfo.n_frames, 64, 128) and (maps[30] * AREA).sum() > 0
+
+
+def test_bundled_weights_found_in_checkout_then_install_prefix(tmp_path: Path, monkeypatch) -> None:
+    checkout, installed = tmp_path / "checkout", tmp_path / "share"
+    installed.mkdir()
+    for name in ("b.safetensors", "a.safetensors"):
+        (installed / name).write_bytes(b"")
+    monkeypatch.setattr(saliency, "WEIGHTS_DIRS", (checkout, installed))
+    assert saliency.bundled_weights() == installed / "a.safetensors"  # first by name
+    checkout.mkdir()
+    (checkout / "z.safetensors").write_bytes(b"")
+    assert saliency.bundled_weights() == checkout / "z.safetensors"  # the checkout wins

@@ -19,6 +19,7 @@ else ``foa``; mono/stereo input → ``net`` when weights are available, else ``n
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,8 +34,9 @@ from pan360.spatial import fuma_to_ambix, foa_energy_maps
 #: Map grid (height, width): 2.8° cells, fine enough for a 60°+ view, cheap for 1800 frames.
 MAP_SIZE = (64, 128)
 SOURCES = ("auto", "foa", "net", "fused", "none")
-#: Where bundled network weights live (a checkout's ``weights/``); see :func:`bundled_weights`.
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+#: Where bundled network weights live, searched in order: a checkout's ``weights/`` (editable
+#: installs, running from the repository) and ``<prefix>/share/pan360/weights`` (``pip install .``).
+WEIGHTS_DIRS = (Path(__file__).resolve().parents[2] / "weights", Path(sys.prefix) / "share" / "pan360" / "weights")
 
 Progress = Callable[[int, int], None]
 
@@ -61,9 +63,13 @@ def foa_from_track(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.fl
 
 
 def bundled_weights() -> Path | None:
-    """The bundled network checkpoint: the first ``*.safetensors`` (by name) in :data:`WEIGHTS_DIR`, or None."""
-    found = sorted(WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
-    return found[0] if found else None
+    """The bundled network checkpoint: the first ``*.safetensors`` (by name) in the first of
+    :data:`WEIGHTS_DIRS` that has one, or None."""
+    for folder in WEIGHTS_DIRS:
+        found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    return None
 
 
 def _has_weights(weights: Any) -> bool:
