@@ -88,7 +88,7 @@ def test_path_round_trip(foa_clip, tmp_path: Path) -> None:
     run_cli("render", clip, "-o", a, "--size", "320x180", "--preset", "ultrafast", "--crf", "10",
             "--trajectory-out", traj, "-q")
     run_cli("render", clip, "-o", b, "--path", traj, "--preset", "ultrafast", "--crf", "10", "-q")
-    pa, pb = load_path(traj), None
+    pa = load_path(traj)
     with av.open(str(a)) as ca, av.open(str(b)) as cb:
         fa = [f.to_ndarray(format="rgb24").astype(np.int16) for f in ca.decode(video=0)]
         fb = [f.to_ndarray(format="rgb24").astype(np.int16) for f in cb.decode(video=0)]
