@@ -9,7 +9,7 @@ of scored frames whose proxy direction is in view, the mean angular error and ho
 own peak lies from the FOA direction. ``--frames DIR`` writes a contact sheet per clip (4 frames, with
 the FOA direction, the network peak, the fused peak and both cameras' centres marked) to look at.
 
-    python bench/eval_fusion.py --weights weights/pan360_small.safetensors
+    python bench/eval_fusion.py                       # the bundled weights (weights/pan360-small-synth.safetensors)
     python bench/eval_fusion.py --weights ckpt/step2000 --frames out/fusion --json out/fusion.json
     python bench/eval_fusion.py --random-init        # plumbing check only: an untrained network
 
