@@ -14,6 +14,7 @@ import pytest
 
 from pan360.media import VideoWriter, probe
 from pan360.paths import load_path
+from pan360.saliency import bundled_weights
 from pan360.synthetic import Scene, SceneObject, write_scene
 
 
@@ -182,7 +183,8 @@ def test_stereo_audio_passes_through_and_foa_request_is_refused(tmp_path: Path) 
     clip = _plain_clip(tmp_path / "stereo.mp4", channels=2)
     out = tmp_path / "out.mp4"
     proc = run_cli("render", clip, "-o", out, "--size", "256x144", "--preset", "ultrafast")
-    assert "not spatial" in proc.stderr
+    assert "not spatial" in proc.stderr  # the user is told why (network alone, or no saliency)
+    assert ("saliency: net" if bundled_weights() else "saliency: none") in proc.stderr
     assert probe(out).audio.channels == 2
     proc = run_cli("render", clip, "-o", tmp_path / "o2.mp4", "--saliency", "foa", check=False)
     assert_one_line_error(proc, "4-channel")

@@ -156,7 +156,8 @@ def test_sources_registered(clip: Path, model: CountingLocalizer, tmp_path: Path
             for p in s.encode(None):
                 dst.mux(p)
     sinfo = probe(stereo)
-    assert saliency.choose_source("auto", sinfo, weights=model) == ("net", None)
+    src, note = saliency.choose_source("auto", sinfo, weights=model)
+    assert src == "net" and "not spatial" in note and "network alone" in note
     src, note = saliency.choose_source("auto", sinfo)
     assert src == "none" and "weights" in note
     with pytest.raises(Pan360Error, match="4-channel"):

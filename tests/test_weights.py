@@ -49,9 +49,15 @@ def model() -> SoundLocalizer:
 
 
 def test_round_trip(tmp_path: Path, model: SoundLocalizer) -> None:
-    weights = save_checkpoint(tmp_path / "ckpt" / "step10", model, step=10, extra={"loss": 0.25})
+    old = os.umask(0o022)
+    try:
+        weights = save_checkpoint(tmp_path / "ckpt" / "step10", model, step=10, extra={"loss": 0.25})
+    finally:
+        os.umask(old)
     assert weights == tmp_path / "ckpt" / "step10.safetensors"
     assert sorted(p.name for p in weights.parent.iterdir()) == ["step10.json", "step10.safetensors"]
+    for p in weights.parent.iterdir():  # shareable like any output (the umask's bits), not 0600 temp files
+        assert p.stat().st_mode & 0o777 == 0o644, p
     doc = json.loads((tmp_path / "ckpt" / "step10.json").read_text())
     assert doc["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert doc["config"]["mechanism"] == 1 and doc["config"]["window"] == 5.0

@@ -54,6 +54,12 @@ def _temporary_name(final: Path) -> Path:
     raise Pan360Error(f"cannot create a temporary file in {final.parent}")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it: set, then restore at once
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(
     final_path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
@@ -70,6 +76,8 @@ def atomic_output(
         yield tmp
         if not tmp.exists():
             raise Pan360Error(f"nothing was written to {final}")
+        # Some writers (safetensors) recreate the file as 0600: give it a new file's usual mode.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

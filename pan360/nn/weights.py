@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,18 +43,13 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then rename it into place."""
+    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then rename it into place
+    (:func:`pan360.media.atomic_output`: permissions follow the umask, nothing left on failure)."""
+    from pan360.media.output import atomic_output
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(target, overwrite=True) as tmp:
+        write(tmp)
 
 
 def save_checkpoint(

@@ -116,7 +116,9 @@ def choose_source(name: str, info: MediaInfo, weights: Any = None) -> tuple[str,
     if foa_in:
         return ("fused", None) if _has_weights(weights) else ("foa", None)
     if audio is not None and _has_weights(weights):
-        return "net", None
+        which = "the bundled network (trained on generated scenes)" if weights is None else "the network"
+        return "net", (f"{audio.channels}-channel audio, not spatial: {which} alone says where the "
+                       f"sound is (see weights/README.md for what it can do)")
     why = "no audio track" if audio is None else f"{audio.channels}-channel audio, not spatial"
     if audio is not None:
         why += ", and no network weights"
