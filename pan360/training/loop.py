@@ -26,12 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pan360.errors import Pan360Error
+from pan360.nn.evaluate import evaluate_pairs
 from pan360.nn.losses import attention_ce_loss, triplet_ratio_loss
 from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
 from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
 from pan360.training.config import TrainConfig
 from pan360.training.data import augment, collate, negative_indices, open_datasets
-from pan360.nn.evaluate import evaluate_pairs
 from pan360.training.report import plot_losses
 
 LOG_FIELDS = ("step", "loss", "unsup", "sup", "lr", "seconds", "samples_per_s")
