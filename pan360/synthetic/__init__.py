@@ -4,16 +4,18 @@ A :class:`Scene` is an equirect background plus objects of a few classes, each w
 (colour, pattern, shape, drawn on the sphere) and its own procedural sound, moving or static, and a
 schedule of when each sounds. :func:`render_scene` turns it into lazily generated rgb24 frames, a
 first-order ambisonic (ambiX, SN3D) track and a :class:`GroundTruth`. The same generator serves the
-example clip, the tests, the acceptance benchmark and (later) training data for the sound-localisation
-network, so everything is deterministic from seeds and every quantity of the truth is exact.
+example clip, the tests, the acceptance benchmark and the training data of the sound-localisation
+network (train/make_dataset.py), so everything is deterministic from seeds and every quantity of the truth is exact.
 
 Angles follow ../shared/CONVENTIONS.md (degrees; yaw in (-180, 180], positive right; pitch up).
+
+Layout: :mod:`.scene` (classes, objects, scenes, truth), :mod:`.sounds` (each class's sound),
+:mod:`.drawing` (each class's look); this module renders them (FOA audio, frames, truth, files).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,200 +26,16 @@ from scipy.signal import fftconvolve
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.spatial.ambisonics import encode_foa
+from pan360.synthetic.drawing import draw_background, draw_object
+from pan360.synthetic.scene import CLASSES, GroundTruth, Scene, SceneObject
+from pan360.synthetic.sounds import REF_RMS, object_sound
 
-#: Object classes and their RGB colour; each also has its own shape, pattern (drawing) and sound.
-CLASSES: dict[str, tuple[int, int, int]] = {
-    "drum": (220, 40, 40),
-    "bell": (240, 200, 30),
-    "voice": (200, 60, 220),
-    "engine": (255, 130, 20),
-    "bird": (40, 200, 90),
-}
-_REF_RMS = 0.1  # every dry class signal is normalised to this RMS (over its whole length)
+__all__ = [
+    "CLASSES", "GroundTruth", "Scene", "SceneObject", "ground_truth", "object_sound", "random_scene",
+    "render_scene", "saliency_maps", "write_ground_truth", "write_scene",
+]
+
 _FADE_S = 0.015  # on/off ramps, so gating does not click
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    """One object: class, angular radius (degrees) and motion on the sphere.
-
-    Direction at time t: ``yaw = yaw0 + yaw_rate * t`` (wrapped; degrees/s, positive to the right) and
-    ``pitch = pitch0 + pitch_amp * sin(2π t / pitch_period)``. ``seed`` varies the class's sound.
-    """
-
-    kind: str
-    yaw: float
-    pitch: float
-    radius: float = 12.0
-    yaw_rate: float = 0.0
-    pitch_amp: float = 0.0
-    pitch_period: float = 6.0
-    seed: int = 0
-
-    def direction(self, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """(yaw, pitch) in degrees at time(s) ``t`` in seconds."""
-        t = np.asarray(t, dtype=np.float64)
-        yaw = sphere.wrap_yaw(self.yaw + self.yaw_rate * t)
-        pitch = self.pitch + self.pitch_amp * np.sin(2.0 * np.pi * t / self.pitch_period)
-        return yaw, np.clip(pitch, -90.0, 90.0)
-
-
-@dataclass(frozen=True)
-class Scene:
-    """A scene: equirect size (any aspect), timing, objects and their schedule.
-
-    ``schedule`` holds ``(object_index, start_s, end_s)`` intervals during which that object sounds.
-    ``diffuse_noise_db`` is the power of the diffuse noise relative to the direct sound in W (e.g. -3:
-    SNR 3 dB); None disables it. ``reverb`` adds early reflections and a diffuse tail.
-    ``highlight_sounding`` draws sounding objects brighter with a halo (a visual cue); False draws every
-    object at the same level, so only the sound tells which one sounds (training data for the network).
-    """
-
-    width: int = 1920
-    height: int = 960
-    fps: float = 30.0
-    duration: float = 4.0
-    sample_rate: int = 48000
-    objects: tuple[SceneObject, ...] = ()
-    schedule: tuple[tuple[int, float, float], ...] = ()
-    diffuse_noise_db: float | None = -3.0
-    reverb: bool = False
-    seed: int = 0
-    highlight_sounding: bool = True
-
-    @property
-    def n_frames(self) -> int:
-        return int(round(self.duration * self.fps))
-
-    @property
-    def n_samples(self) -> int:
-        return int(round(self.n_frames / self.fps * self.sample_rate))
-
-    def frame_times(self) -> np.ndarray:
-        return np.arange(self.n_frames) / self.fps
-
-
-@dataclass
-class GroundTruth:
-    """Exact truth per video frame (T frames, K objects); directions in degrees.
-
-    ``sounding`` is the index of the object sounding at the frame time (the first one when several
-    do), -1 when none; ``yaw``/``pitch`` are its direction (NaN when -1). ``switch_times`` are the
-    times where ``sounding`` changes.
-    """
-
-    times: np.ndarray
-    sounding: np.ndarray
-    yaw: np.ndarray
-    pitch: np.ndarray
-    object_yaw: np.ndarray
-    object_pitch: np.ndarray
-    active: np.ndarray
-    radii: np.ndarray
-    classes: list[str]
-    switch_times: list[float]
-    fps: float
-    width: int
-    height: int
-    extra: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------- sounds
-def _place(template: np.ndarray, onsets: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n + len(template))
-    for i in onsets:
-        out[i : i + len(template)] += template
-    return out[:n]
-
-
-def _onsets(rng: np.random.Generator, n: int, sr: int, period: tuple[float, float]) -> np.ndarray:
-    t, out = rng.uniform(0.0, period[0]), []
-    while t < n / sr:
-        out.append(int(t * sr))
-        t += rng.uniform(*period)
-    return np.asarray(out, dtype=np.int64)
-
-
-def _drum(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Tom-like pitched-down thumps with a snare-like noise burst, ~2–3 hits per second."""
-    t = np.arange(int(0.35 * sr)) / sr
-    f = rng.uniform(90, 140) + rng.uniform(60, 120) * np.exp(-t / 0.03)
-    hit = np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-t / 0.12)
-    hit += 0.5 * rng.standard_normal(len(t)) * np.exp(-t / 0.04)
-    return _place(hit, _onsets(rng, n, sr, (0.33, 0.5)), n)
-
-
-def _bell(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Inharmonic partials (bell ratios) with long decays, struck every 0.6–1 s."""
-    t = np.arange(int(1.5 * sr)) / sr
-    f0 = rng.uniform(500, 900)
-    ratios, amps = [1.0, 2.0, 2.76, 5.4, 8.93], [1.0, 0.5, 0.6, 0.3, 0.2]
-    hit = sum(a * np.sin(2 * np.pi * f0 * r * t) * np.exp(-t * (1.5 + r)) for r, a in zip(ratios, amps))
-    return _place(hit, _onsets(rng, n, sr, (0.6, 1.0)), n)
-
-
-def _smooth_random(rng: np.random.Generator, n: int, sr: int, rate: float) -> np.ndarray:
-    """A smooth random curve in [-1, 1] with about ``rate`` changes per second."""
-    k = int(n / sr * rate) + 2
-    return np.interp(np.arange(n), np.linspace(0, n, k), rng.uniform(-1, 1, k))
-
-
-def _voice(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Harmonic buzz with vibrato, moving formants and syllable-rate amplitude, like speech."""
-    t = np.arange(n) / sr
-    f0 = rng.uniform(110, 220) * (1 + 0.03 * np.sin(2 * np.pi * 5 * t) + 0.08 * _smooth_random(rng, n, sr, 2))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    f1 = 550 + 250 * _smooth_random(rng, n, sr, 4)
-    f2 = 1700 + 600 * _smooth_random(rng, n, sr, 4)
-    out = np.zeros(n)
-    for k in range(1, int(4000 / f0.min())):
-        fk = k * f0
-        env = np.exp(-(((fk - f1) / 150) ** 2)) + 0.6 * np.exp(-(((fk - f2) / 250) ** 2)) + 0.05
-        out += env * np.sin(k * phase) * (fk < 5000)
-    syll = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)) + 0.3, 0, None)
-    return out * syll
-
-
-def _engine(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Low sawtooth-like hum with firing modulation plus a band of noise, steady."""
-    t = np.arange(n) / sr
-    f0 = rng.uniform(35, 60) * (1 + 0.05 * _smooth_random(rng, n, sr, 0.5))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    out = sum(np.sin(k * phase) / k for k in range(1, 30))
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / sr)
-    noise = np.fft.irfft(spec * ((freqs > 300) & (freqs < 1500)), n)
-    out = out * (1 + 0.3 * np.sin(4 * phase)) + 3.0 * noise
-    return out * (1 + 0.2 * np.sin(2 * np.pi * 0.7 * t))
-
-
-def _bird(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Bursts of 3–6 fast frequency-swept chirps in the 2–6 kHz range, short pauses between bursts."""
-    out = np.zeros(n + sr)
-    at = int(rng.uniform(0.0, 0.2) * sr)
-    while at < n:
-        for _ in range(rng.integers(3, 7)):
-            dur = rng.uniform(0.05, 0.11)
-            t = np.arange(int(dur * sr)) / sr
-            f = np.linspace(rng.uniform(2000, 3500), rng.uniform(4000, 6000), len(t))[:: rng.choice([-1, 1])]
-            end = min(at + len(t), len(out))
-            out[at:end] += (np.sin(2 * np.pi * np.cumsum(f) / sr) * np.sin(np.pi * t / dur))[: end - at]
-            at += len(t) + int(rng.uniform(0.03, 0.08) * sr)
-        at += int(rng.uniform(0.1, 0.3) * sr)
-    return out[:n]
-
-
-_SOUNDS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-    "drum": _drum, "bell": _bell, "voice": _voice, "engine": _engine, "bird": _bird,
-}
-
-
-def object_sound(obj: SceneObject, n: int, sample_rate: int) -> np.ndarray:
-    """The dry, ungated sound of an object: ``n`` samples at RMS 0.1, deterministic from its seed."""
-    rng = np.random.default_rng([obj.seed, list(CLASSES).index(obj.kind)])
-    s = _SOUNDS[obj.kind](rng, n, sample_rate)
-    rms = float(np.sqrt(np.mean(s**2)))
-    return s * (_REF_RMS / rms) if rms > 0 else s
 
 
 # ---------------------------------------------------------------------------------------- audio
@@ -280,7 +98,7 @@ def _scene_audio(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarray
         yaw, pitch = obj.direction(t) if moving else obj.direction(0.0)
         foa += encode_foa(dry[k], yaw, pitch)
     on = gates.max(axis=0, initial=0.0) > 0.5  # the direct level is measured while something is on
-    direct_power = float(np.mean(foa[0, on] ** 2)) if on.any() else _REF_RMS**2
+    direct_power = float(np.mean(foa[0, on] ** 2)) if on.any() else REF_RMS**2
     if scene.reverb:
         for k, obj in enumerate(scene.objects):
             if np.any(dry[k]):
@@ -299,97 +117,6 @@ def _scene_audio(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarray
     return foa.astype(np.float32)
 
 
-# -------------------------------------------------------------------------------------- drawing
-def _background(width: int, height: int, seed: int, vecs: np.ndarray) -> np.ndarray:
-    """Sky/ground gradient, a 30° yaw/pitch grid (red meridian at yaw 0) and seamless noise."""
-    yaw, pitch = sphere.equirect_angles(width, height)
-    p = pitch[:, None, None]
-    sky = np.array([150, 190, 235]) + (np.array([30, 60, 150]) - [150, 190, 235]) * (np.clip(p, 0, None) / 90) ** 0.7
-    ground = np.array([120, 100, 70]) + (np.array([50, 70, 40]) - [120, 100, 70]) * (np.clip(-p, 0, None) / 90) ** 0.7
-    img = np.where(p >= 0, sky, ground) * np.ones((1, width, 1))
-    rng = np.random.default_rng([seed, 3])
-    noise = np.zeros((height, width), np.float32)
-    for _ in range(12):  # random plane waves in 3D: a texture with no seam and no pole pinch
-        k = rng.standard_normal(3) * rng.uniform(3, 14)
-        noise += np.cos(vecs @ k.astype(np.float32) + rng.uniform(0, 2 * np.pi))
-    img *= (1 + 0.05 * noise)[..., None]
-    lw = max(0.3, 1.2 * 360 / width)  # line half-width in degrees, at least about a pixel
-    dy = np.abs((yaw[None, :] + 15) % 30 - 15) * np.cos(np.radians(p[..., 0]))
-    dp = np.abs((p[..., 0] + 15) % 30 - 15) * np.ones((1, width))
-    line = np.clip(1 - np.minimum(dy, dp) / lw, 0, 1)[..., None]
-    front = np.clip(1 - np.abs(yaw)[None, :] * np.cos(np.radians(p[..., 0])) / lw, 0, 1)[..., None]
-    img = img * (1 - 0.6 * line) + 0.6 * line * 30
-    img = img * (1 - front) + front * np.array([200, 30, 30])
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _shape(kind: str, phi: np.ndarray) -> np.ndarray:
-    """Outline radius (fraction of the object radius) at polar angle phi (0 = right, π/2 = up)."""
-    if kind == "bell":  # five-point star
-        return 0.75 + 0.25 * np.cos(5 * (phi - np.pi / 2))
-    if kind == "voice":  # square
-        return 0.8 / np.maximum(np.abs(np.cos(phi)), np.abs(np.sin(phi)))
-    if kind == "engine":  # hexagon
-        return np.cos(np.pi / 6) / np.cos(np.mod(phi, np.pi / 3) - np.pi / 6)
-    if kind == "bird":  # triangle pointing up
-        return 0.5 / np.cos(np.mod(phi + np.pi / 2 + np.pi / 3, 2 * np.pi / 3) - np.pi / 3)
-    return np.ones_like(phi)  # drum: disc
-
-
-def _pattern(kind: str, d: np.ndarray, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
-    """1 where the pattern darkens the class colour, 0 elsewhere (u right, v up, degrees)."""
-    if kind == "drum":
-        return np.floor(d / (r / 4)) % 2
-    if kind == "bell":
-        return (d > 0.55 * r).astype(np.float64)
-    if kind == "voice":
-        return np.floor(v / (r / 3)) % 2
-    if kind == "engine":
-        return (np.floor(u / (r / 2.5)) + np.floor(v / (r / 2.5))) % 2
-    return (np.hypot(u - 0.25 * r, v - 0.15 * r) < 0.12 * r).astype(np.float64)  # bird: an eye
-
-
-def _draw(img: np.ndarray, vecs: np.ndarray, obj: SceneObject, yaw: float, pitch: float, level: float) -> None:
-    """Draw one object in place, shape and pattern in its own tangent frame (exact on the sphere).
-
-    ``level`` in [0, 1] is how loud it sounds now: it brightens the object and lights a halo.
-    """
-    h, w = img.shape[:2]
-    r = obj.radius
-    big = r * (1.3 if level > 0 else 1.05)
-    y0 = max(0, int(np.floor((0.5 - (pitch + big) / 180) * h - 1)))
-    y1 = min(h, int(np.ceil((0.5 - (pitch - big) / 180) * h + 1)))
-    if abs(pitch) + big >= 89.0:
-        cols = np.arange(w)
-    else:  # yaw half-extent of a spherical cap of radius `big` centred at this pitch
-        half = np.degrees(np.arcsin(min(1.0, np.sin(np.radians(big)) / np.cos(np.radians(pitch)))))
-        xc = sphere.dir_to_pixel(yaw, pitch, w, h)[0]
-        hw = half / 360 * w + 2
-        cols = np.arange(w) if 2 * hw + 1 >= w else np.arange(int(xc - hw), int(np.ceil(xc + hw)) + 1) % w
-    patch_v = vecs[y0:y1][:, cols]
-    ya, pa = np.radians(yaw), np.radians(pitch)
-    c = sphere.dir_to_vec(yaw, pitch)
-    east = np.array([-np.sin(ya), -np.cos(ya), 0.0])  # direction of increasing yaw (image right)
-    north = np.array([-np.sin(pa) * np.cos(ya), np.sin(pa) * np.sin(ya), np.cos(pa)])
-    a, b, z = patch_v @ east.astype(np.float32), patch_v @ north.astype(np.float32), patch_v @ c.astype(np.float32)
-    d = np.degrees(np.arctan2(np.hypot(a, b), z))  # exact angular distance to the centre
-    phi = np.arctan2(b, a)
-    u, v = d * np.cos(phi), d * np.sin(phi)
-    pix = 360.0 / w
-    edge = _shape(obj.kind, phi) * r
-    alpha = np.clip((edge - d) / pix + 0.5, 0, 1)[..., None]
-    col = np.asarray(CLASSES[obj.kind], np.float64)
-    col = col + (255 - col) * 0.55 * level
-    dark = (_pattern(obj.kind, d, u, v, r) * (d > 0.3 * r))[..., None]  # plain hub of the class colour
-    fill = col * (1 - 0.45 * dark)
-    patch = img[y0:y1][:, cols].astype(np.float64)
-    if level > 0:
-        halo = np.clip(1 - np.abs(d - edge * 1.16) / (0.1 * r + pix), 0, 1)[..., None] * level
-        patch = patch * (1 - halo) + halo * np.array([255, 255, 210])
-    patch = patch * (1 - alpha) + alpha * fill
-    img[y0:y1, cols] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
-
-
 def _frame_levels(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarray:
     """(T, K) visual sounding level: a steady part while on plus the sound's own short-term loudness."""
     spf = scene.sample_rate / scene.fps
@@ -398,7 +125,7 @@ def _frame_levels(scene: Scene, dry: np.ndarray, gates: np.ndarray) -> np.ndarra
         a, b = int(i * spf), int((i + 1) * spf)
         on = gates[:, a:b].mean(axis=1)
         rms = np.sqrt(np.mean(dry[:, a:b] ** 2, axis=1))
-        out[i] = on * (0.6 + 0.4 * np.clip(rms / (1.5 * _REF_RMS), 0, 1))
+        out[i] = on * (0.6 + 0.4 * np.clip(rms / (1.5 * REF_RMS), 0, 1))
     return out
 
 
@@ -476,12 +203,12 @@ def render_scene(scene: Scene) -> tuple[Iterator[np.ndarray], np.ndarray, Ground
 
     def frames() -> Iterator[np.ndarray]:
         vecs = sphere.equirect_vectors(scene.width, scene.height).astype(np.float32)
-        bg = _background(scene.width, scene.height, scene.seed, vecs)
+        bg = draw_background(scene.width, scene.height, scene.seed, vecs)
         for i in range(scene.n_frames):
             img = bg.copy()
             lv = levels[i] if scene.highlight_sounding else np.zeros_like(levels[i])
             for k in np.argsort(lv > 0, kind="stable"):  # sounding objects drawn on top
-                _draw(img, vecs, scene.objects[k], gt.object_yaw[i, k], gt.object_pitch[i, k], lv[k])
+                draw_object(img, vecs, scene.objects[k], gt.object_yaw[i, k], gt.object_pitch[i, k], lv[k])
             yield img
 
     return frames(), foa, gt
