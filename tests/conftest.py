@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pan360.synthetic import Scene, SceneObject, write_scene
+
 # ../shared/media next to the repository (present on the development machine, absent in a user's checkout).
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -16,3 +18,13 @@ def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():
         pytest.skip("../shared/media is not available")
     return SHARED_MEDIA
+
+
+def write_drum_clip(path: Path, *, width: int, height: int, duration: float, sounding_until: float) -> Path:
+    """A 30 fps equirect clip with FOA: one drum (radius 20°) at yaw 60 on the horizon, sounding from
+    0 s to ``sounding_until``, no noise (the network-source tests' scene)."""
+    scene = Scene(width=width, height=height, fps=30.0, duration=duration,
+                  objects=(SceneObject("drum", 60.0, 0.0, radius=20),), schedule=((0, 0.0, sounding_until),),
+                  diffuse_noise_db=None, seed=2)
+    write_scene(scene, path, preset="ultrafast")
+    return path

@@ -24,7 +24,7 @@ from pan360.paths import CameraPath  # noqa: E402
 from pan360.render import render_video  # noqa: E402
 from pan360.reproject import Renderer  # noqa: E402
 from pan360.saliency.network import network_maps, plan_analysis  # noqa: E402
-from pan360.synthetic import Scene, SceneObject, write_scene  # noqa: E402
+from conftest import write_drum_clip  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,12 +38,9 @@ def _view(yaw: float, pitch: float, roll: float, h_fov: float, w: int, h: int) -
 
 @pytest.fixture(scope="module")
 def scene_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 s, 512x256, 30 fps, FOA: a drum at yaw 60 sounding throughout."""
-    scene = Scene(width=512, height=256, fps=30.0, duration=3.0, objects=(SceneObject("drum", 60.0, 0.0, radius=20),),
-                  schedule=((0, 0.0, 3.0),), diffuse_noise_db=None, seed=2)
-    path = tmp_path_factory.mktemp("cuda") / "scene.mp4"
-    write_scene(scene, path, preset="ultrafast")
-    return path
+    """3 s, 512x256: a drum at yaw 60 sounding throughout."""
+    return write_drum_clip(tmp_path_factory.mktemp("cuda") / "scene.mp4", width=512, height=256, duration=3.0,
+                           sounding_until=3.0)
 
 
 def test_auto_device_renders_on_cuda_like_the_cpu() -> None:

@@ -18,7 +18,7 @@ from pan360.nn.model import SoundLocalizer
 from pan360.nn.weights import save_checkpoint
 from pan360.saliency.network import (_small_rgb, analysis_indices, attention_to_maps, input_size, mono_audio,
                                      network_maps, window_power)
-from pan360.synthetic import Scene, SceneObject, write_scene
+from conftest import write_drum_clip
 
 AREA = sphere.equirect_solid_angle(128, 64)
 
@@ -26,11 +26,8 @@ AREA = sphere.equirect_solid_angle(128, 64)
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s, 256x128, 30 fps, FOA: a drum on the right for 1 s, then silence (no noise)."""
-    scene = Scene(width=256, height=128, fps=30.0, duration=2.0, objects=(SceneObject("drum", 60.0, 0.0, radius=20),),
-                  schedule=((0, 0.0, 1.0),), diffuse_noise_db=None, seed=2)
-    path = tmp_path_factory.mktemp("net") / "scene.mp4"
-    write_scene(scene, path, preset="ultrafast")
-    return path
+    return write_drum_clip(tmp_path_factory.mktemp("net") / "scene.mp4", width=256, height=128, duration=2.0,
+                           sounding_until=1.0)
 
 
 class CountingLocalizer(SoundLocalizer):

@@ -54,12 +54,6 @@ def _temporary_name(final: Path) -> Path:
     raise Pan360Error(f"cannot create a temporary file in {final.parent}")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it: set, then restore at once
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def atomic_output(
     final_path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
@@ -72,12 +66,13 @@ def atomic_output(
     """
     final = check_output(final_path, overwrite=overwrite, inputs=inputs)
     tmp = _temporary_name(final)
+    mode = tmp.stat().st_mode & 0o777  # a new file's mode under the umask
     try:
         yield tmp
         if not tmp.exists():
             raise Pan360Error(f"nothing was written to {final}")
-        # Some writers (safetensors) recreate the file as 0600: give it a new file's usual mode.
-        os.chmod(tmp, 0o666 & ~_umask())
+        # Some writers (safetensors) replace the file with a 0600 one: give the output that mode back.
+        os.chmod(tmp, mode)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
