@@ -7,7 +7,10 @@ audio dropped for every contender:
 (b) optionally (``--moving``) ffmpeg with the view moving every frame through ``sendcmd`` (v360 rebuilds
     its whole table per command), on the first ``--moving-seconds`` of the clip;
 (c) ``pan360.render.render_video`` along a moving path (slow sinusoidal yaw and pitch), in a child
-    process whose peak RSS is read from ``resource.getrusage(RUSAGE_SELF)``.
+    process whose peak RSS is read from ``resource.getrusage(RUSAGE_SELF)``, and along ffmpeg's fixed view;
+(d) the floor of any renderer on that moving path: ``render_video`` with the reprojection replaced by
+    replaying the pictures (c) rendered, decoded into memory beforehand, so only the 4K decode and
+    the x264 encode of the same moving picture are left (``--no-floor`` skips it).
 
 Prints a table with wall times, the ratio pan360 / ffmpeg-fixed (target <= 1.0) and the peak RSS;
 ``--json FILE`` writes the numbers. Run from the repository root:
@@ -90,6 +93,8 @@ def run_pan360(args: argparse.Namespace, clip: Path, out: Path) -> dict:
     import numpy as np
 
     info = probe(clip)
+    if args.floor_ref:
+        _replay_renderer(args.floor_ref)
     t = info.frame_times
     ang = np.array([path_angles(float(x), info.duration) for x in t])
     if args.fixed_view:
@@ -97,11 +102,46 @@ def run_pan360(args: argparse.Namespace, clip: Path, out: Path) -> dict:
     n = len(t)
     path = CameraPath(t, ang[:, 0], ang[:, 1], np.zeros(n), np.full(n, args.fov),
                       np.full(n, v_fov(args.fov, args.width, args.height)), args.width, args.height, float(info.fps))
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), _cpu_self()
     stats: dict = {}
     frames = render_video(info, path, out, crf=args.crf, preset=args.preset, device=args.device, stats=stats)
-    t2 = time.perf_counter()
-    return {"frames": frames, "setup_s": t1 - t0, "render_s": t2 - t1, "stages": stats}
+    t2, cpu2 = time.perf_counter(), _cpu_self()
+    return {"frames": frames, "setup_s": t1 - t0, "render_s": t2 - t1, "render_cpu_s": cpu2 - cpu1, "stages": stats}
+
+
+def _cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _replay_renderer(reference: Path) -> None:
+    """Replace ``pan360.render.Renderer`` by one that hands back ``reference``'s frames, in order.
+
+    The frames are decoded before the timing starts, so ``render_video`` is left with the decode of
+    the 4K input and the x264 encode of exactly the picture the real renderer produced: the cost of
+    everything but the reprojection.
+    """
+    import av
+
+    import pan360.render
+
+    with av.open(str(reference)) as container:
+        frames = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+    h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    planes = [(a[:h], a[h : h + h // 4].reshape(h // 2, w // 2), a[h + h // 4 :].reshape(h // 2, w // 2))
+              for a in frames]
+
+    class Replay:
+        exact_tables = 0
+
+        def __init__(self, *args, **kwargs) -> None:
+            self.out_size = (w, h)
+            self._next = iter(planes)
+
+        def render_yuv420(self, y, u, v, view):
+            return next(self._next)
+
+    pan360.render.Renderer = Replay  # type: ignore[misc,assignment]
 
 
 def main() -> None:
@@ -122,6 +162,8 @@ def main() -> None:
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fixed-view", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--floor-ref", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--no-floor", action="store_true", help="skip the no-reprojection floor (d)")
     args = ap.parse_args()
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
 
@@ -176,6 +218,16 @@ def main() -> None:
         [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "pan360_fixed.mp4"),
          "--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
          "--device", args.device, "--fixed-view"])
+    if not args.no_floor:
+        results["floor_moving"] = floor = timed(
+            [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "floor_moving.mp4"),
+             "--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
+             "--device", args.device, "--floor-ref", str(work / "pan360_moving.mp4")])
+        # The floor's child also decodes the reference before timing: compare its render_video part
+        # with the same part of the real moving run.
+        results["floor_ratio_wall"] = floor["render_s"] / ff_fixed["wall_s"]
+        results["floor_ratio_cpu"] = floor["render_cpu_s"] / ff_fixed["cpu_s"]
+        results["moving_render_only_ratio_cpu"] = pan["render_cpu_s"] / ff_fixed["cpu_s"]
     results["ratio_fixed_wall"] = pan_fixed["wall_s"] / ff_fixed["wall_s"]
     results["ratio_fixed_cpu"] = pan_fixed["cpu_s"] / ff_fixed["cpu_s"]
     results["ratio_wall"] = pan["wall_s"] / ff_fixed["wall_s"]
@@ -195,7 +247,14 @@ def main() -> None:
     print(f"\nframes: {pan['frames']}; pan360 / ffmpeg-fixed: wall {results['ratio_wall']:.2f}, "
           f"CPU {results['ratio_cpu']:.2f} (target <= 1.0); same fixed view: wall "
           f"{results['ratio_fixed_wall']:.2f}, CPU {results['ratio_fixed_cpu']:.2f}")
-    print(f"pan360 process: {pan['setup_s']:.2f} s imports + probe, {pan['render_s']:.2f} s render_video")
+    print(f"pan360 process: {pan['setup_s']:.2f} s imports + probe, {pan['render_s']:.2f} s render_video "
+          f"({pan['render_cpu_s']:.2f} CPU s)")
+    if "floor_moving" in results:
+        fl = results["floor_moving"]
+        print(f"floor, moving path without reprojection (render_video part only): {fl['render_s']:.2f} s, "
+              f"{fl['render_cpu_s']:.2f} CPU s; / ffmpeg-fixed: wall {results['floor_ratio_wall']:.2f}, "
+              f"CPU {results['floor_ratio_cpu']:.2f}. Real moving run, same part: wall "
+              f"{pan['render_s'] / ff_fixed['wall_s']:.2f}, CPU {results['moving_render_only_ratio_cpu']:.2f}")
     if pan.get("stages"):
         print("pan360 busy time per stage (s, overlapped in threads): "
               + ", ".join(f"{k} {v:.2f}" for k, v in pan["stages"].items()))

@@ -33,7 +33,7 @@ from pan360.media import iter_frames, probe, read_audio  # noqa: E402
 from pan360.pipeline import DEFAULT_FOV  # noqa: E402
 from pan360.saliency import compute_saliency, load_network  # noqa: E402
 from pan360.saliency.fusion import fuse_maps  # noqa: E402
-from pan360.saliency.network import _small_rgb, network_maps  # noqa: E402
+from pan360.saliency.network import network_input_rgb, network_maps  # noqa: E402
 from pan360.spatial.foa_map import map_peaks  # noqa: E402
 from pan360.trajectory import plan_camera_path  # noqa: E402
 
@@ -69,7 +69,7 @@ def contact_sheet(info, picks: list[int], marks: dict[str, tuple[np.ndarray, np.
     for i, (t, data) in enumerate(iter_frames(info, fmt="yuv420p")):
         if i not in want:
             continue
-        img = np.ascontiguousarray(_small_rgb(data, size))
+        img = np.ascontiguousarray(network_input_rgb(data, size))
         for name, (yaw, pitch) in marks.items():
             colour, kind = style[name]
             _mark(img, float(yaw[i]), float(pitch[i]), colour, kind)

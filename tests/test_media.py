@@ -91,26 +91,48 @@ def _fullbox(tag: bytes, payload: bytes) -> bytes:
     return _box(tag, b"\0\0\0\0" + payload)
 
 
+def _children(data: bytearray, start: int, end: int):
+    """(position, size, tag) of the boxes between ``start`` and ``end``."""
+    while start + 8 <= end:
+        size, tag = struct.unpack_from(">I4s", data, start)
+        yield start, size, tag
+        start += size
+
+
+def inject_into_sample_entry(path: Path, entry: bytes, fields: int, extra: bytes) -> None:
+    """Append boxes ``extra`` to the first ``entry`` sample entry (avc1, mp4a...) of a moov-at-end MP4.
+
+    ``fields`` is the size of the entry's own fields before its child boxes (avc1 78, mp4a 28).
+    """
+    data = bytearray(path.read_bytes())
+    moov = next(p for p, _, tag in _children(data, 0, len(data)) if tag == b"moov")
+    for trak, size, tag in _children(data, moov + 8, moov + struct.unpack_from(">I", data, moov)[0]):
+        if tag != b"trak":
+            continue
+        chain, start, end = [moov, trak], trak + 8, trak + size
+        # (box, bytes of its own fields before its children): stsd has a count
+        for want, skip in ((b"mdia", 0), (b"minf", 0), (b"stbl", 0), (b"stsd", 8), (entry, fields)):
+            found = [(p, n) for p, n, t in _children(data, start, end) if t == want]
+            if not found:
+                break
+            chain.append(found[0][0])
+            start, end = found[0][0] + 8 + skip, found[0][0] + found[0][1]
+        else:
+            data[end:end] = extra  # the entry's last child; moov follows mdat, so no offset moves
+            for pos in chain:
+                struct.pack_into(">I", data, pos, struct.unpack_from(">I", data, pos)[0] + len(extra))
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no {entry!r} sample entry in {path}")
+
+
 def inject_spherical(path: Path, stereo_mode: int | None, projection: bytes, pose=(0.0, 0.0, 0.0)) -> None:
     """Add st3d (0 mono, 1 top-bottom, 2 left-right) and sv3d boxes to the avc1 entry of a moov-at-end MP4."""
     prhd = _fullbox(b"prhd", struct.pack(">iii", *(round(a * 65536) for a in pose)))
     proj = _fullbox(b"equi", bytes(16)) if projection == b"equi" else _fullbox(b"cbmp", bytes(8))
     extra = b"" if stereo_mode is None else _fullbox(b"st3d", bytes([stereo_mode]))
     extra += _box(b"sv3d", _fullbox(b"svhd", b"pan360\0") + _box(b"proj", prhd + proj))
-    data = bytearray(path.read_bytes())
-    chain, start, end = [], 0, len(data)
-    # (box, bytes of its own fields before its children): stsd has a count, avc1 the visual sample entry
-    for tag, skip in ((b"moov", 0), (b"trak", 0), (b"mdia", 0), (b"minf", 0), (b"stbl", 0), (b"stsd", 8), (b"avc1", 78)):
-        pos = start
-        while struct.unpack_from(">4s", data, pos + 4)[0] != tag:
-            pos += struct.unpack_from(">I", data, pos)[0]
-            assert pos < end, tag
-        chain.append(pos)
-        start, end = pos + 8 + skip, pos + struct.unpack_from(">I", data, pos)[0]
-    data[end:end] = extra  # appended as the last child of avc1; moov follows mdat, so no offset moves
-    for pos in chain:
-        struct.pack_into(">I", data, pos, struct.unpack_from(">I", data, pos)[0] + len(extra))
-    path.write_bytes(bytes(data))
+    inject_into_sample_entry(path, b"avc1", 78, extra)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,6 +359,51 @@ def test_spherical_v2_metadata(tmp_path):
     with pytest.raises(Pan360Error, match="cubemap.*--projection equirect"):
         probe(cube)
     assert probe(cube, projection="equirect").projection_source == "forced"
+
+
+def _write_tones_clip(path: Path, metadata: dict[str, str] | None = None) -> list[float]:
+    """A 1 s MP4 (moov at the end) with 4-channel AAC, one tone per channel; returns the tones (Hz)."""
+    sr, freqs = 48000, [300.0, 750.0, 1500.0, 3000.0]
+    t = np.arange(sr) / sr
+    x = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in freqs]).astype(np.float32)
+    with av.open(str(path), "w") as c:
+        video = c.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 128, 64, "yuv420p"
+        audio = c.add_stream("aac", rate=sr, layout="4.0")
+        audio.metadata.update(metadata or {})
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 128, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for p in video.encode(frame):
+                c.mux(p)
+        for i in range(0, sr, 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i : i + 1024]), format="fltp", layout="4.0")
+            frame.sample_rate, frame.pts = sr, i
+            for p in audio.encode(frame):
+                c.mux(p)
+        for p in [*video.encode(None), *audio.encode(None)]:
+            c.mux(p)
+    return freqs
+
+
+def test_spatial_audio_metadata(tmp_path):
+    """An SA3D box (YouTube spatial audio: first order, ACN, SN3D) and a FuMa tag on generated files."""
+    sa3d = tmp_path / "sa3d.mp4"
+    freqs = _write_tones_clip(sa3d)
+    # version 0, periphonic, order 1, ACN, SN3D, 4 channels mapped in file order
+    inject_into_sample_entry(sa3d, b"mp4a", 28, _box(b"SA3D", struct.pack(">BBIBBI4I", 0, 0, 1, 0, 0, 4, 0, 1, 2, 3)))
+    info = probe(sa3d)
+    assert info.audio is not None and info.audio.ambisonic == "ambix"
+    # FFmpeg reads the box, then takes AAC's own 4.0 layout: the channels must stay in file order.
+    track = read_audio(info)
+    spectrum = np.abs(np.fft.rfft(track.samples[:, 4096 : 4096 + 8192], axis=1))
+    np.testing.assert_allclose(np.fft.rfftfreq(8192, 1 / 48000)[spectrum.argmax(axis=1)], freqs, atol=10)
+    assert track.ambisonic == "ambix"
+
+    fuma = tmp_path / "fuma.mp4"
+    _write_tones_clip(fuma, {"handler_name": "FuMa B-format"})
+    assert probe(fuma).audio.ambisonic == "fuma"
+    assert read_audio(fuma).ambisonic == "fuma"
 
 
 # --------------------------------------------------------------------------------------------------

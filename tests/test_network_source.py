@@ -16,7 +16,7 @@ from pan360.errors import Pan360Error
 from pan360.media import AudioTrack, iter_frames, probe, read_audio
 from pan360.nn.model import SoundLocalizer
 from pan360.nn.weights import save_checkpoint
-from pan360.saliency.network import (_small_rgb, analysis_indices, attention_to_maps, input_size, mono_audio,
+from pan360.saliency.network import (analysis_indices, attention_to_maps, input_size, mono_audio, network_input_rgb,
                                      network_maps, window_power)
 from conftest import write_drum_clip
 
@@ -97,7 +97,7 @@ def test_frame_conversion_matches_the_decoder(clip: Path) -> None:
     rgb = next(iter(iter_frames(info, fmt="rgb24")))[1]
     size = input_size(info.eye_width, info.eye_height, 64)
     assert size == (64, 128)
-    ours = _small_rgb(yuv, size).astype(int)
+    ours = network_input_rgb(yuv, size).astype(int)
     ref = cv2.resize(rgb, (128, 64), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(ours - ref).mean() < 4.0  # OpenCV's BT.601 rounds ~1 level brighter than swscale
     assert input_size(1920, 1080, 160) == (160, 288) and input_size(3840, 1920, 150) == (144, 288)

@@ -156,8 +156,8 @@ def attention_to_maps(attention: NDArray[Any], weight: NDArray[Any], map_size: t
     return (up * scale[:, None, None]).astype(np.float32)
 
 
-def _small_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
-    """A decoded yuv420p frame (Y, U, V planes) downscaled (area) to (h, w) and converted to RGB."""
+def network_input_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
+    """The network's picture: a decoded yuv420p frame (Y, U, V planes) downscaled (area) to (h, w), as RGB."""
     h, w = size
     y, u, v = data
     ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA)
@@ -279,7 +279,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         if not wanted[i]:
             continue
         batch_idx.append(i)
-        batch_rgb.append(_small_rgb(data, plan.input_size))
+        batch_rgb.append(network_input_rgb(data, plan.input_size))
         if len(batch_idx) >= batch_size:
             flush()
     flush()

@@ -89,8 +89,24 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
+#: Log columns renamed since earlier versions (old name -> new), so a resumed run keeps one header.
+RENAMED_FIELDS = {"samples": "n"}
+
+
 def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
-    new = not path.exists()
+    if path.exists():
+        with open(path, newline="") as f:
+            header = tuple(next(csv.reader(f), ()))
+        if header and header != fields:  # written by an older version (resumed run): rewrite under `fields`
+            with open(path, newline="") as f:
+                old = [{RENAMED_FIELDS.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(old)
+            os.replace(tmp, path)
+    new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
