@@ -122,17 +122,13 @@ def _replay_renderer(info, path, device: str) -> None:
     pictures the real renderer produces: the cost of everything but the reprojection.
     """
     import pan360.render
-    from pan360.geometry import View
     from pan360.media import iter_frames
 
     real = pan360.render.Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device)
     idx = pan360.render.path_indices(path.times, info.frame_times)
     pictures = []
     for n, (_, (y, u, v)) in enumerate(iter_frames(info, fmt="yuv420p")):
-        i = idx[n]
-        view = View(float(path.yaw[i]), float(path.pitch[i]), float(path.roll[i]), float(path.h_fov[i]),
-                    float(path.v_fov[i]))
-        pictures.append(real.render_yuv420(y, u, v, view))  # fresh arrays, not views of the decoder's frame
+        pictures.append(real.render_yuv420(y, u, v, path.view(idx[n])))  # fresh arrays, not the decoder's
 
     class Replay:
         exact_tables = 0

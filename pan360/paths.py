@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from . import sphere
 from .errors import Pan360Error
-from .geometry import v_fov_for
+from .geometry import View, v_fov_for
 
 FORMAT_VERSION = 1
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
@@ -94,6 +94,11 @@ class CameraPath:
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def view(self, i: int) -> View:
+        """The camera of entry ``i``."""
+        return View(float(self.yaw[i]), float(self.pitch[i]), float(self.roll[i]), float(self.h_fov[i]),
+                    float(self.v_fov[i]))
 
     def directions(self) -> np.ndarray:
         """Unit view-axis vectors (T, 3) in :mod:`pan360.sphere` axes."""

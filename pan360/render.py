@@ -14,7 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import Pan360Error
-from .geometry import View
 from .reproject import Renderer
 
 Progress = Callable[[int, int], None] | None
@@ -93,10 +92,7 @@ def render_video(
     samples, rate = _audio_parts(audio)
     renderer = Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device, grid=grid)
     idx = path_indices(path.times, info.frame_times)
-    views = [
-        View(float(path.yaw[i]), float(path.pitch[i]), float(path.roll[i]), float(path.h_fov[i]), float(path.v_fov[i]))
-        for i in idx
-    ]
+    views = [path.view(i) for i in idx]
     total = len(views)
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     rendered: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)

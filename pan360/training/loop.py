@@ -93,20 +93,26 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 RENAMED_FIELDS = {"samples": "n"}
 
 
+def _upgrade_csv(path: Path, fields: tuple[str, ...]) -> None:
+    """Rewrite a log written by an older version under the current ``fields`` (resuming a run)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        header = tuple(next(csv.reader(f), ()))
+    if not header or header == fields:
+        return
+    with open(path, newline="") as f:
+        old = [{RENAMED_FIELDS.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(old)
+    os.replace(tmp, path)
+
+
 def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
-    if path.exists():
-        with open(path, newline="") as f:
-            header = tuple(next(csv.reader(f), ()))
-        if header and header != fields:  # written by an older version (resumed run): rewrite under `fields`
-            with open(path, newline="") as f:
-                old = [{RENAMED_FIELDS.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(old)
-            os.replace(tmp, path)
-    new = not path.exists() or path.stat().st_size == 0
+    new = not path.exists()
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -217,9 +223,11 @@ def train(
 
     if master:
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
-        if start_step == 0:  # a fresh run starts fresh logs; a resumed one appends
-            for name in ("log.csv", "eval.csv"):
+        for name, fields in (("log.csv", LOG_FIELDS), ("eval.csv", EVAL_FIELDS)):
+            if start_step == 0:  # a fresh run starts fresh logs; a resumed one appends
                 (out / name).unlink(missing_ok=True)
+            else:
+                _upgrade_csv(out / name, fields)
 
     def checkpoint(step: int, final: bool = False) -> Path:
         meta = {"train_config": cfg.to_dict(), "data": [str(d) for d in cfg.data]}
