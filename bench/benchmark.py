@@ -10,7 +10,11 @@ audio dropped for every contender:
     process whose peak RSS is read from ``resource.getrusage(RUSAGE_SELF)``, and along ffmpeg's fixed view;
 (d) the floor of any renderer on that moving path: ``render_video`` with the reprojection replaced by
     replaying the same pictures, rendered into memory beforehand, so only the 4K decode and the x264
-    encode of that moving picture are left (``--no-floor`` skips it).
+    encode of that moving picture are left (``--no-floor`` skips it);
+(e) the same bound from the ffmpeg program's own parts, each timed alone (``--no-floor`` skips it):
+    its decode of the input, and its x264 encode of raw pictures written beforehand, untimed: its own
+    fixed view and pan360's moving path. Its decode plus its x264 of the moving pictures is what
+    ffmpeg itself would spend on the moving path with a free reprojection.
 
 Prints a table with wall times, the ratio pan360 / ffmpeg-fixed (target <= 1.0) and the peak RSS;
 ``--json FILE`` writes the numbers. Run from the repository root:
@@ -100,6 +104,12 @@ def run_pan360(args: argparse.Namespace, clip: Path, out: Path) -> dict:
     n = len(t)
     path = CameraPath(t, ang[:, 0], ang[:, 1], np.zeros(n), np.full(n, args.fov),
                       np.full(n, v_fov(args.fov, args.width, args.height)), args.width, args.height, float(info.fps))
+    if args.dump_raw:
+        with open(args.dump_raw, "wb") as f:
+            for planes in _rendered_pictures(info, path, args.device):
+                for plane in planes:
+                    f.write(np.ascontiguousarray(plane).tobytes())
+        return {"frames": n, "fps": str(info.fps)}
     if args.floor:
         _replay_renderer(info, path, args.device)
     t1, cpu1 = time.perf_counter(), _cpu_self()
@@ -114,6 +124,17 @@ def _cpu_self() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _rendered_pictures(info, path, device: str):
+    """Every output picture along ``path`` as yuv420p planes, from the real renderer."""
+    import pan360.render
+    from pan360.media import iter_frames
+
+    real = pan360.render.Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device)
+    idx = pan360.render.path_indices(path.times, info.frame_times)
+    for n, (_, (y, u, v)) in enumerate(iter_frames(info, fmt="yuv420p")):
+        yield real.render_yuv420(y, u, v, path.view(idx[n]))
+
+
 def _replay_renderer(info, path, device: str) -> None:
     """Render every frame along ``path`` now, untimed, and make ``render_video`` replay those pictures.
 
@@ -122,19 +143,14 @@ def _replay_renderer(info, path, device: str) -> None:
     pictures the real renderer produces: the cost of everything but the reprojection.
     """
     import pan360.render
-    from pan360.media import iter_frames
 
-    real = pan360.render.Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device)
-    idx = pan360.render.path_indices(path.times, info.frame_times)
-    pictures = []
-    for n, (_, (y, u, v)) in enumerate(iter_frames(info, fmt="yuv420p")):
-        pictures.append(real.render_yuv420(y, u, v, path.view(idx[n])))  # fresh arrays, not the decoder's
+    pictures = list(_rendered_pictures(info, path, device))  # fresh arrays, not the decoder's
 
     class Replay:
         exact_tables = 0
 
         def __init__(self, *args, **kwargs) -> None:
-            self.out_size = real.out_size
+            self.out_size = (int(path.width), int(path.height))
             self._next = iter(pictures)
 
         def render_yuv420(self, y, u, v, view):
@@ -162,7 +178,8 @@ def main() -> None:
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fixed-view", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--no-floor", action="store_true", help="skip the no-reprojection floor (d)")
+    ap.add_argument("--dump-raw", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--no-floor", action="store_true", help="skip the no-reprojection floors (d) and (e)")
     args = ap.parse_args()
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
 
@@ -209,28 +226,30 @@ def main() -> None:
         print(f"ffmpeg moving view ({args.moving_seconds:g} s): {m['wall_s']:.2f} s "
               f"({m['slowdown_wall']:.1f}x its fixed view)", flush=True)
 
+    pan_args = ["--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
+                "--device", args.device]
     results["pan360_moving"] = pan = timed(
-        [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "pan360_moving.mp4"),
-         "--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
-         "--device", args.device])
+        [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "pan360_moving.mp4"), *pan_args])
     results["pan360_fixed"] = pan_fixed = timed(
-        [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "pan360_fixed.mp4"),
-         "--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
-         "--device", args.device, "--fixed-view"])
+        [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "pan360_fixed.mp4"), *pan_args,
+         "--fixed-view"])
     # The floor holds every rendered picture in memory (1.4 MB a frame at 1280x720): skip it past 4 GiB.
     floor_bytes = pan["frames"] * args.width * args.height * 1.5
     if not args.no_floor and floor_bytes > 4 * 2**30:
         print(f"floor skipped: {floor_bytes / 2**30:.1f} GiB of pictures would be held in memory")
     elif not args.no_floor:
         results["floor_moving"] = floor = timed(
-            [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "floor_moving.mp4"),
-             "--size", args.size, "--fov", str(args.fov), "--crf", str(args.crf), "--preset", args.preset,
-             "--device", args.device, "--floor"])
+            [sys.executable, __file__, "--child", str(clip), "--child-out", str(work / "floor_moving.mp4"), *pan_args,
+             "--floor"])
         # The floor's child renders its pictures before timing: compare its render_video part with
         # the same part of the real moving run.
         results["floor_ratio_wall"] = floor["render_s"] / ff_fixed["wall_s"]
         results["floor_ratio_cpu"] = floor["render_cpu_s"] / ff_fixed["cpu_s"]
         results["moving_render_only_ratio_cpu"] = pan["render_cpu_s"] / ff_fixed["cpu_s"]
+    if not args.no_floor and floor_bytes * 2 <= 8 * 2**30:
+        results["ffmpeg_parts"] = parts = ffmpeg_parts(args, ff, clip, work, fixed, pan_args)
+        parts["bound_ratio_cpu"] = (parts["decode_cpu_s"] + parts["x264_moving_cpu_s"]) / ff_fixed["cpu_s"]
+        parts["v360_fixed_cpu_s"] = ff_fixed["cpu_s"] - parts["decode_cpu_s"] - parts["x264_fixed_cpu_s"]
     results["ratio_fixed_wall"] = pan_fixed["wall_s"] / ff_fixed["wall_s"]
     results["ratio_fixed_cpu"] = pan_fixed["cpu_s"] / ff_fixed["cpu_s"]
     results["ratio_wall"] = pan["wall_s"] / ff_fixed["wall_s"]
@@ -258,12 +277,48 @@ def main() -> None:
               f"{fl['render_cpu_s']:.2f} CPU s; / ffmpeg-fixed: wall {results['floor_ratio_wall']:.2f}, "
               f"CPU {results['floor_ratio_cpu']:.2f}. Real moving run, same part: wall "
               f"{pan['render_s'] / ff_fixed['wall_s']:.2f}, CPU {results['moving_render_only_ratio_cpu']:.2f}")
+    if "ffmpeg_parts" in results:
+        p = results["ffmpeg_parts"]
+        print(f"ffmpeg's parts alone (CPU s): decode {p['decode_cpu_s']:.2f}; x264 of its fixed view "
+              f"{p['x264_fixed_cpu_s']:.2f}, of pan360's moving path {p['x264_moving_cpu_s']:.2f} "
+              f"(+{100 * (p['x264_moving_cpu_s'] / p['x264_fixed_cpu_s'] - 1):.0f}%; raw reading "
+              f"{p['read_raw_cpu_s']:.2f} taken out); decode + x264 of the moving path / ffmpeg-fixed: "
+              f"CPU {p['bound_ratio_cpu']:.2f}; its v360, by difference: {p['v360_fixed_cpu_s']:.2f}")
     if pan.get("stages"):
         print("pan360 busy time per stage (s, overlapped in threads): "
               + ", ".join(f"{k} {v:.2f}" for k, v in pan["stages"].items()))
     print(f"load average before/after: {load0[0]:.2f} / {results['loadavg_after'][0]:.2f} on {os.cpu_count()} cores")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def ffmpeg_parts(args: argparse.Namespace, ff: str, clip: Path, work: Path, fixed_vf: str, pan_args: list[str]) -> dict:
+    """(e): the ffmpeg program's decode and x264 encode, each timed alone.
+
+    The raw pictures (ffmpeg's fixed view, pan360's moving path) are written to ``work`` first,
+    untimed; reading them back is timed separately and taken out of the encode times.
+    """
+    fixed_raw, moving_raw = work / "fixed_view.yuv", work / "moving_path.yuv"
+    dump = subprocess.run([sys.executable, __file__, "--child", str(clip), "--dump-raw", str(moving_raw), *pan_args],
+                          check=True, capture_output=True, text=True)
+    fps = json.loads(dump.stdout.strip().splitlines()[-1])["fps"]  # x264's rate control sees the input's rate
+    raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", args.size, "-r", fps]
+    subprocess.run([ff, "-v", "error", "-y", "-i", str(clip), "-vf", fixed_vf, "-an", *raw, str(fixed_raw)], check=True)
+    x264 = ["-c:v", "libx264", "-preset", args.preset, "-crf", str(args.crf), "-pix_fmt", "yuv420p"]
+    try:
+        decode = timed([ff, "-v", "error", "-i", str(clip), "-map", "0:v:0", "-f", "null", "-"])
+        read = timed([ff, "-v", "error", *raw, "-i", str(moving_raw), "-f", "null", "-"])
+        enc_fixed = timed([ff, "-v", "error", "-y", *raw, "-i", str(fixed_raw), *x264, str(work / "x264_fixed.mp4")])
+        enc_moving = timed([ff, "-v", "error", "-y", *raw, "-i", str(moving_raw), *x264, str(work / "x264_moving.mp4")])
+    finally:
+        fixed_raw.unlink(missing_ok=True)
+        moving_raw.unlink(missing_ok=True)
+    return {
+        "decode_cpu_s": decode["cpu_s"],
+        "read_raw_cpu_s": read["cpu_s"],
+        "x264_fixed_cpu_s": enc_fixed["cpu_s"] - read["cpu_s"],
+        "x264_moving_cpu_s": enc_moving["cpu_s"] - read["cpu_s"],
+    }
 
 
 def rss_wrapper(cmd: list[str]) -> None:
