@@ -299,13 +299,15 @@ def ffmpeg_parts(args: argparse.Namespace, ff: str, clip: Path, work: Path, fixe
     untimed; reading them back is timed separately and taken out of the encode times.
     """
     fixed_raw, moving_raw = work / "fixed_view.yuv", work / "moving_path.yuv"
-    dump = subprocess.run([sys.executable, __file__, "--child", str(clip), "--dump-raw", str(moving_raw), *pan_args],
-                          check=True, capture_output=True, text=True)
-    fps = json.loads(dump.stdout.strip().splitlines()[-1])["fps"]  # x264's rate control sees the input's rate
-    raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", args.size, "-r", fps]
-    subprocess.run([ff, "-v", "error", "-y", "-i", str(clip), "-vf", fixed_vf, "-an", *raw, str(fixed_raw)], check=True)
     x264 = ["-c:v", "libx264", "-preset", args.preset, "-crf", str(args.crf), "-pix_fmt", "yuv420p"]
     try:
+        dump = subprocess.run(
+            [sys.executable, __file__, "--child", str(clip), "--dump-raw", str(moving_raw), *pan_args],
+            check=True, capture_output=True, text=True)
+        fps = json.loads(dump.stdout.strip().splitlines()[-1])["fps"]  # x264's rate control sees the input's rate
+        raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", args.size, "-r", fps]
+        subprocess.run([ff, "-v", "error", "-y", "-i", str(clip), "-vf", fixed_vf, "-an", *raw, str(fixed_raw)],
+                       check=True)
         decode = timed([ff, "-v", "error", "-i", str(clip), "-map", "0:v:0", "-f", "null", "-"])
         read = timed([ff, "-v", "error", *raw, "-i", str(moving_raw), "-f", "null", "-"])
         enc_fixed = timed([ff, "-v", "error", "-y", *raw, "-i", str(fixed_raw), *x264, str(work / "x264_fixed.mp4")])
