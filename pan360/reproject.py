@@ -6,8 +6,8 @@ Two backends give the same picture (bilinear, horizontal wrap-around, rows clamp
   8 output pixels and interpolated bilinearly (``cv2.resize`` on float32, exact weights), with an
   unwrapped longitude so the ±180° seam is continuous and ``cv2.BORDER_WRAP`` brings columns back.
   The interpolation error is checked every frame at the cell centres; near a pole, where longitude is
-  singular, the table is computed per pixel instead. Measured for 1280x720 (Y + chroma tables) on a
-  loaded 2-core machine: ~2.5 ms coarse against ~40 ms per pixel; ffmpeg's v360 rebuilds its whole
+  singular, the table is computed per pixel instead. Measured for 1280x720 (Y + chroma tables from a
+  4K source, an idle 2-core machine): 4-5.5 ms coarse against ~47 ms per pixel; ffmpeg's v360 rebuilds its whole
   table whenever the view changes (4-5x slower overall than a fixed view), pan360 does not need to.
 - ``torch``: the table is computed per pixel on the device and sampled with ``grid_sample`` (CUDA
   when available; also runs on the CPU, which the tests use to compare the two backends).

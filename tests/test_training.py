@@ -17,6 +17,7 @@ import torch
 
 from pan360 import synthetic
 from pan360.errors import Pan360Error
+from pan360.nn.evaluate import annotated_indices
 from pan360.nn.model import ModelConfig
 from pan360.nn.weights import load_model
 from pan360.training import (
@@ -132,6 +133,8 @@ def test_mixed_sources_and_batching(clips: Path, pairs: Path) -> None:
     assert batch["frame"].shape == (4, 3, 160, 320) and batch["gt"].shape == (4, 10, 20)
     assert batch["has_gt"].tolist() == [True, False, False, False]
     assert batch["group"].tolist() == [0, 1, 2, 2]  # two frames of clip0
+    # what evaluation scores, answered by the data sets themselves (pairs a and b; videos none)
+    assert annotated_indices(ds) == [0, 1] and annotated_indices(open_datasets([clips], CFG)) == []
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
         neg, ok = negative_indices(batch["group"], gen)
@@ -239,3 +242,16 @@ def test_train_loss_falls_checkpoints_and_resume(tmp_path: Path) -> None:
     assert [int(r["step"]) for r in evals] == [8, 16, 18] and all(int(r["n"]) == 4 for r in evals)
     assert "samples" not in evals[0]
     assert json.loads((out / "model.json").read_text())["step"] == 18
+
+
+def test_eval_data_without_annotation_is_refused_before_training(tmp_path: Path, pairs: Path) -> None:
+    bare = tmp_path / "bare"
+    for d in ("frames", "audio"):
+        (bare / d).mkdir(parents=True)
+    (bare / "frames" / "c.jpg").write_bytes((pairs / "frames" / "c.jpg").read_bytes())
+    (bare / "audio" / "c.wav").write_bytes((pairs / "audio" / "c.wav").read_bytes())
+    out = tmp_path / "run"
+    with pytest.raises(Pan360Error, match="no annotated pair"):
+        train(steps=2, data=[str(pairs)], eval_data=[str(bare)], out_dir=str(out), batch_size=2, num_workers=0,
+              model={"image_height": 64, "image_width": 128}, augment=False)
+    assert not (out / "log.csv").exists()  # refused before the first step

@@ -73,6 +73,8 @@ def atomic_output(
             raise Pan360Error(f"nothing was written to {final}")
         # Some writers (safetensors) replace the file with a 0600 one: give the output that mode back.
         os.chmod(tmp, mode)
+        with open(tmp, "rb") as f:  # the data on disk before the name points at it (a crash leaves old or new)
+            os.fsync(f.fileno())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -215,14 +215,15 @@ def _gt_of(sample: dict) -> NDArray[np.float64] | None:
     return None if g is None else np.asarray(g, dtype=np.float64)
 
 
-def _annotated(data: Any) -> list[int]:
-    """Indices of the annotated samples (pair folders, alone or concatenated, answer without loading them)."""
-    if hasattr(data, "has_annotation") and hasattr(data, "stems"):
-        return [i for i, s in enumerate(data.stems) if data.has_annotation(s)]
+def annotated_indices(data: Any) -> list[int]:
+    """Indices of the annotated samples. A data set with an ``annotated()`` method (pair and video
+    folders), alone or in a torch ConcatDataset, answers without loading its samples."""
+    if hasattr(data, "annotated"):
+        return list(data.annotated())
     if hasattr(data, "datasets") and hasattr(data, "cumulative_sizes"):  # torch ConcatDataset
         out: list[int] = []
         for part, end in zip(data.datasets, data.cumulative_sizes):
-            out += [end - len(part) + i for i in _annotated(part)]
+            out += [end - len(part) + i for i in annotated_indices(part)]
         return out
     return [i for i in range(len(data)) if _gt_of(data[i]) is not None]
 
@@ -257,7 +258,7 @@ def evaluate_pairs(model: Any, pairs: Any, *, threshold: float | None = None, ba
     dev = _device(model, device)
     was_training = model.training
     model = model.to(dev).eval()
-    scored = _annotated(data)
+    scored = annotated_indices(data)
     n_annotated = len(scored)
     scored = scored[:max_samples] if max_samples is not None else scored
     cious: list[float] = []
@@ -382,7 +383,7 @@ def concat_and_localize(model: Any, pairs: Any, *, n_concat: int | None = None, 
     data = _open_pairs(pairs, model)
     dev = _device(model, device)
     model = model.to(dev).eval()
-    idx = _annotated(data)
+    idx = annotated_indices(data)
     # One pass over the set: keep each pair's frame and ground truth, and only the embedding of its sound.
     samples: list[dict] = []
     hs = []

@@ -208,6 +208,10 @@ class VideoFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def annotated(self) -> list[int]:
+        """Videos carry no annotation: no sample can be scored by cIoU."""
+        return []
+
     def _put(self, key, value: np.ndarray) -> None:
         self._cache[key] = value
         self._cached += value.nbytes
@@ -288,6 +292,10 @@ class PairFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.stems)
+
+    def annotated(self) -> list[int]:
+        """Indices of the supervised pairs (without loading them)."""
+        return [i for i, s in enumerate(self.stems) if self.has_annotation(s)]
 
     def has_annotation(self, stem: str) -> bool:
         """True when the pair is supervised."""

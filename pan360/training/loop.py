@@ -26,7 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pan360.errors import Pan360Error
-from pan360.nn.evaluate import evaluate_pairs
+from pan360.media.output import atomic_output
+from pan360.nn.evaluate import annotated_indices, evaluate_pairs
 from pan360.nn.losses import attention_ce_loss, triplet_ratio_loss
 from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
 from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
@@ -103,12 +104,10 @@ def _upgrade_csv(path: Path, fields: tuple[str, ...]) -> None:
         return
     with open(path, newline="") as f:
         old = [{RENAMED_FIELDS.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(old)
-    os.replace(tmp, path)
 
 
 def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
@@ -219,7 +218,11 @@ def train(
                         collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
                         persistent_workers=cfg.num_workers > 0)
     batches_per_epoch = len(sampler) // per_batch
-    eval_set = open_datasets(cfg.eval_data, mcfg, full_gt=True) if (cfg.eval_data and master) else None
+    eval_set = open_datasets(cfg.eval_data, mcfg, full_gt=True) if cfg.eval_data else None
+    # Checked now, not at the first evaluation, and on every rank, so that all of them stop together.
+    if eval_set is not None and not annotated_indices(eval_set):
+        raise Pan360Error(f"eval_data {', '.join(map(str, cfg.eval_data))} has no annotated pair to score")
+    eval_set = eval_set if master else None  # rank 0 evaluates
 
     if master:
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
@@ -302,7 +305,6 @@ def train(
                               for k, v in scores.items() if k in EVAL_FIELDS}
                     _append_csv(out / "eval.csv", EVAL_FIELDS, {"step": step, **scores})
                     row = {**row, **{f"eval_{k}": v for k, v in scores.items()}}
-                    model.train()
                     t_last = time.perf_counter()
                 if on_log is not None:
                     on_log(row)
