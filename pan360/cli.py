@@ -229,7 +229,7 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, log.csv, losses.png, model.safetensors."),
     eval_data: Optional[list[Path]] = typer.Option(None, "--eval-data", help="Annotated held-out pair folder (repeatable)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint or a run folder's newest one."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="small (CPU-trainable) or vgg16 (the paper)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="small (CPU-trainable), vgg16 (the paper) or lite0 (pretrained SoundNet-8 + EfficientNet-Lite0)."),
     mechanism: Optional[int] = typer.Option(None, "--mechanism", help="Attention: 1 softmax, 2 ReLU+softmax."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps in total."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size."),
@@ -262,7 +262,7 @@ def train(
         err.print(f"wrote {final}", highlight=False)
 
 
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate localization (cIoU/AUC, concat-and-localize) or a trajectory.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate localization (cIoU/AUC, concat-and-localize), a trajectory or annotated points.")
 app.add_typer(eval_app, name="eval")
 
 
@@ -316,6 +316,44 @@ def eval_trajectory(
         return trajectory_metrics(trajectory, truth, margin=margin)
 
     _print_scores({"trajectory": _run(debug, True, job)}, json_out)
+
+
+
+@eval_app.command("points")
+def eval_points(
+    trajectory: Path = typer.Argument(..., help="Trajectory JSON (pan360 render --trajectory-out).", show_default=False),
+    annotations: Path = typer.Argument(..., help="Annotation JSON: clips → points [time s, yaw, pitch].", show_default=False),
+    clip: str = typer.Option(..., "--clip", help="Name of the annotated clip (a key of 'clips').", show_default=False),
+    rotate: float = typer.Option(0.0, "--rotate", help="Degrees the clip was turned (content moving right for > 0): point yaw + DEG."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts and per-point rows as JSON."),
+    overwrite: bool = Overwrite,
+    debug: bool = Debug,
+) -> None:
+    """Which hand-annotated source points fall inside the rendered camera frame (nearest path frame)."""
+    def job(progress, notify):
+        import json
+
+        from pan360.media.output import atomic_output, check_output
+        from pan360.metrics import load_annotated_points, points_in_view
+        from pan360.paths import load_path
+
+        inputs = (trajectory, annotations)
+        if json_out is not None:
+            check_output(json_out, overwrite=overwrite, inputs=inputs)
+        report = points_in_view(load_path(trajectory), load_annotated_points(annotations, clip), rotate=rotate)
+        if json_out is not None:
+            doc = {"trajectory": str(trajectory), "annotations": str(annotations), "clip": clip, **report.as_dict()}
+            with atomic_output(json_out, overwrite=overwrite, inputs=inputs) as tmp:
+                tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        return report
+
+    report = _run(debug, True, job)
+    out = Console()
+    out.print(f"in view: {report.in_view}/{report.total} ({100 * report.share:.0f}%)", highlight=False, markup=False)
+    for p in report.points:
+        out.print(f"t={p.time:8.3f} s  point yaw {p.yaw:7.2f} pitch {p.pitch:6.2f}  camera yaw {p.camera_yaw:7.2f} "
+                  f"pitch {p.camera_pitch:6.2f}  error {p.angular_error:6.2f}°  {'in' if p.in_view else 'out'}",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_scores(scores: dict, json_out: Path | None) -> None:

@@ -1,4 +1,5 @@
-"""Trajectory metrics (../shared/CONVENTIONS.md "Metrics"): in-view, angular error, angular speed.
+"""Trajectory metrics (../shared/CONVENTIONS.md "Metrics"): in-view, angular error, angular speed,
+and hand-annotated source points checked against a camera path (:func:`points_in_view`).
 
 Directions are degrees (yaw positive right, pitch up). A true direction of NaN means "no source at this
 frame": such frames are never in view and are left out of the averages of :func:`trajectory_report`.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import sphere
+from .errors import Pan360Error
 from .geometry import rotation_matrix
 from .paths import CameraPath
 
@@ -115,3 +118,127 @@ def trajectory_report(path: CameraPath, true_yaw: ArrayLike, true_pitch: ArrayLi
         p99_speed=float(np.percentile(speed, 99)) if speed.size else 0.0,
         max_speed=float(speed.max()) if speed.size else 0.0,
     )
+
+
+# ------------------------------------------------------------------------- annotated points
+@dataclass(frozen=True)
+class PointCheck:
+    """One annotated point scored against the camera of the path frame nearest to its time."""
+
+    time: float           # seconds, as annotated
+    yaw: float            # degrees, the annotated yaw after ``rotate`` (what is scored)
+    pitch: float          # degrees
+    frame: int            # index of the nearest path frame
+    camera_yaw: float     # that frame's view centre and roll, degrees
+    camera_pitch: float
+    camera_roll: float
+    angular_error: float  # degrees, great circle from the view centre to the point
+    in_view: bool         # the point projects inside that frame (:func:`in_view`)
+
+
+@dataclass(frozen=True)
+class PointsReport:
+    """Annotated points against a camera path (:func:`points_in_view`)."""
+
+    points: tuple[PointCheck, ...]
+    rotate: float  # degrees added to every annotated yaw
+
+    @property
+    def in_view(self) -> int:
+        return sum(p.in_view for p in self.points)
+
+    @property
+    def total(self) -> int:
+        return len(self.points)
+
+    @property
+    def share(self) -> float:
+        return self.in_view / self.total if self.points else math.nan
+
+    def as_dict(self) -> dict[str, object]:
+        return {"in_view": self.in_view, "total": self.total, "share": self.share, "rotate": self.rotate,
+                "points": [asdict(p) for p in self.points]}
+
+
+def nearest_frames(path: CameraPath, times: ArrayLike) -> np.ndarray:
+    """(N,) index of the path frame nearest to each time (the earlier one on a tie).
+
+    Raises :class:`Pan360Error` for a time more than one frame duration (1 / fps) before the first
+    frame or after the last.
+    """
+    t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    frame = 1.0 / path.fps
+    lo, hi = float(path.times[0]), float(path.times[-1])
+    outside = (t < lo - frame - 1e-6) | (t > hi + frame + 1e-6)
+    if np.any(outside):
+        bad = float(t[np.argmax(outside)])
+        raise Pan360Error(f"a point at {bad:g} s is outside the trajectory's time span {lo:.3f}-{hi:.3f} s "
+                          f"(by more than one frame, {frame:.3f} s)")
+    right = np.clip(np.searchsorted(path.times, t), 0, len(path) - 1)
+    left = np.clip(right - 1, 0, len(path) - 1)
+    return np.where(np.abs(t - path.times[left]) <= np.abs(path.times[right] - t), left, right)
+
+
+def points_in_view(path: CameraPath, points: ArrayLike, rotate: float = 0.0) -> PointsReport:
+    """Score annotated ``points`` (N, 3) of ``[time s, yaw deg, pitch deg]`` against a camera path.
+
+    ``rotate``: the clip was turned by this many degrees (content moving right for > 0), so each
+    point's yaw becomes ``yaw + rotate`` (wrapped into (-180, 180]). Each point takes the camera of the
+    path frame nearest to its time (:func:`nearest_frames`); it is in view when it projects inside
+    that frame's frustum (:func:`in_view`: h_fov, v_fov, yaw, pitch, roll) and its angular error is the
+    great-circle angle to the view centre (:func:`angular_error`).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise Pan360Error(f"points must be [time, yaw, pitch] rows, got shape {pts.shape}")
+    if len(pts) == 0:
+        raise Pan360Error("no points to score")
+    if not np.all(np.isfinite(pts)):
+        raise Pan360Error("points contain a non-finite value")
+    if np.any(np.abs(pts[:, 2]) > 90.0):
+        raise Pan360Error("point pitch must be within [-90, 90] degrees")
+    if not math.isfinite(float(rotate)):
+        raise Pan360Error(f"rotate must be a finite number of degrees, got {rotate!r}")
+    yaw = sphere.wrap_yaw(pts[:, 1] + float(rotate))
+    idx = nearest_frames(path, pts[:, 0])
+    rows = []
+    for k, i in enumerate(idx):
+        i = int(i)
+        one = CameraPath(path.times[i:i + 1], path.yaw[i:i + 1], path.pitch[i:i + 1], path.roll[i:i + 1],
+                         path.h_fov[i:i + 1], path.v_fov[i:i + 1], path.width, path.height, path.fps)
+        y, p = float(yaw[k]), float(pts[k, 2])
+        rows.append(PointCheck(time=float(pts[k, 0]), yaw=y, pitch=p, frame=i, camera_yaw=float(path.yaw[i]),
+                               camera_pitch=float(path.pitch[i]), camera_roll=float(path.roll[i]),
+                               angular_error=float(angular_error(one, y, p)[0]),
+                               in_view=bool(in_view(one, y, p)[0])))
+    return PointsReport(points=tuple(rows), rotate=float(rotate))
+
+
+def load_annotated_points(file: str | Path, clip: str) -> np.ndarray:
+    """The ``points`` (N, 3) of ``clip`` in an annotation JSON.
+
+    Format: ``{"_about": ..., "clips": {NAME: {"file": ..., "points": [[time_s, yaw_deg, pitch_deg], ...],
+    "what": ...}}}``, angles in the v360 convention (docs/CONVENTIONS.md). Problems (unreadable
+    file, bad JSON, unknown clip: the known ones are listed, malformed points) raise :class:`Pan360Error`.
+    """
+    from pan360.paths import read_json
+
+    name = str(file)
+    doc = read_json(file, "annotations")
+    clips = doc.get("clips") if isinstance(doc, dict) else None
+    if not isinstance(clips, dict):
+        raise Pan360Error(f"{name}: expected an object with a 'clips' object")
+    if clip not in clips:
+        known = ", ".join(sorted(clips)) or "none"
+        raise Pan360Error(f"{name}: no clip {clip!r} (known: {known})")
+    entry = clips[clip]
+    raw = entry.get("points") if isinstance(entry, dict) else None
+    if not isinstance(raw, list) or not raw:
+        raise Pan360Error(f"{name}: clip {clip!r} has no 'points' list")
+    for j, row in enumerate(raw):
+        if (not isinstance(row, list) or len(row) != 3
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row)):
+            raise Pan360Error(f"{name}: clip {clip!r} point {j} must be [time, yaw, pitch] numbers, got {row!r}")
+        if abs(row[2]) > 90:
+            raise Pan360Error(f"{name}: clip {clip!r} point {j}: pitch must be in [-90, 90], got {row[2]:g}")
+    return np.array(raw, dtype=np.float64)

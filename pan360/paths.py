@@ -200,21 +200,26 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
                       width, height, fps)
 
 
+def read_json(file: str | Path, what: str) -> Any:
+    """The parsed JSON of ``file``; an unreadable file or bad JSON is a one-line :class:`Pan360Error`
+    naming ``what`` the file was meant to be ("trajectory", "annotations")."""
+    name = str(file)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Pan360Error(f"cannot read {what} {name}: {exc.strerror if isinstance(exc, OSError) else exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Pan360Error(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+
+
 def load_path(file: str | Path) -> CameraPath:
     """Read a trajectory JSON (version 1): a per-frame path or sparse keyframes, as written.
 
     Use :func:`resample_path` to turn keyframes into one pose per output frame.
     """
-    name = str(file)
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Pan360Error(f"cannot read trajectory {name}: {exc.strerror if isinstance(exc, OSError) else exc}") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Pan360Error(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
-    return path_from_dict(doc, name)
+    return path_from_dict(read_json(file, "trajectory"), str(file))
 
 
 # -------------------------------------------------------------------------------- interpolation

@@ -89,3 +89,35 @@ def test_bad_inputs_are_refused() -> None:
         fuse_maps(np.zeros((2, H, W)), np.zeros((3, H, W)))
     with pytest.raises(Pan360Error):
         fuse_maps(np.zeros((1, H, W)), np.zeros((1, H, W)), beta=-1)
+
+
+def test_foa_weight_follows_directness() -> None:
+    from pan360.saliency.fusion import D_HIGH, D_LOW, foa_weight
+
+    d = np.array([0.0, D_LOW, (D_LOW + D_HIGH) / 2, D_HIGH, 0.95, np.nan])
+    np.testing.assert_allclose(foa_weight(d), [0.0, 0.0, 0.5, 1.0, 1.0, 1.0])
+
+
+def test_diffuse_foa_lets_the_network_lead_sharp_foa_decides() -> None:
+    foa = np.stack([lobe(0.0, 0.0, kappa=5.0)] * 3).astype(np.float32)  # a broad (diffuse) lobe ahead
+    net = np.stack([lobe(120.0, -10.0, kappa=300.0)] * 3).astype(np.float32)  # a clear object far away
+    fused = fuse_maps(foa, net, directness=[0.1, 0.45, 0.9])
+    base = fuse_maps(foa, net)
+    # diffuse: the camera may go where the network sees the source, 120° from the FOA peak
+    assert abs(peak_dir(fused[0])[0] - 120.0) < 3
+    # sharp: exactly the FOA rule (the network cannot pull away)
+    np.testing.assert_allclose(fused[2], base[2], rtol=1e-6)
+    assert abs(peak_dir(fused[2])[0]) < 3
+    # the mixture in between keeps both and, like every frame, the FOA map's mass
+    mass = lambda m: float((m * AREA).sum())  # noqa: E731
+    for i in range(3):
+        assert mass(fused[i]) == pytest.approx(mass(foa[i]), rel=1e-5)
+    assert fused[1].max() > 0 and 0.0 < fused[1][32, 64] < fused[2][32, 64]
+
+
+def test_diffuse_frame_with_empty_network_map_keeps_the_foa_rule() -> None:
+    foa = lobe(40.0, 0.0, kappa=5.0)[None].astype(np.float32)
+    net = np.zeros_like(foa)
+    np.testing.assert_allclose(fuse_maps(foa, net, directness=[0.0]), fuse_maps(foa, net), rtol=1e-6)
+    with pytest.raises(Pan360Error):
+        fuse_maps(foa, net, directness=[0.1, 0.2])

@@ -89,9 +89,17 @@ def test_semi_supervised_loss_eq7_by_hand() -> None:
     got = semi_supervised_loss(f_v, pos, neg, att, None)
     assert got.item() == pytest.approx(0.5 * sum(U) / 3, abs=1e-6)
     # Parts for logging: mean U over all samples, mean S over annotated samples.
-    total, u, sup = semi_supervised_loss(f_v, pos, neg, att, gt, return_parts=True)
-    assert u.item() == pytest.approx(sum(U) / 3, abs=1e-6)
-    assert sup.item() == pytest.approx((s[0] + s[2]) / 2, abs=1e-6)
+    parts = semi_supervised_loss(f_v, pos, neg, att, gt, return_parts=True)
+    assert parts.total.item() == pytest.approx(sum(0.5 * u + 0.5 * si for u, si in zip(U, s)) / 3, abs=1e-6)
+    assert parts.unsup.item() == pytest.approx(sum(U) / 3, abs=1e-6)
+    assert parts.sup.item() == pytest.approx((s[0] + s[2]) / 2, abs=1e-6)
+    assert (int(parts.n_unsup), int(parts.n_sup), int(parts.n_teacher)) == (3, 2, 0)
+    # The same maps marked as soft teacher maps weigh w_teacher instead of w_sup; a sample without a
+    # triplet (no negative from another video) drops its L_U.
+    per = semi_supervised_loss(f_v, pos, neg, att, gt, reduction="none", teacher=torch.tensor([True, False, False]),
+                               w_teacher=2.0, triplet_mask=torch.tensor([True, True, False]))
+    torch.testing.assert_close(per, torch.tensor([0.5 * U[0] + 2.0 * s[0], 0.5 * U[1], 0.5 * s[2]]),
+                               atol=1e-6, rtol=1e-6)
     per = semi_supervised_loss(f_v, pos, neg, att, gt, mask=torch.tensor([1, 0, 0]), reduction="none")
     torch.testing.assert_close(per, 0.5 * torch.tensor([U[0] + s[0], U[1], U[2]]), atol=1e-6, rtol=1e-6)
 

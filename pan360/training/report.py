@@ -19,7 +19,8 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 
 def plot_losses(log_csv: Path, eval_csv: Path, png: Path) -> None:
-    """PNG of the losses (total, unsupervised, supervised) against the step, and the eval cIoU success."""
+    """PNG of the losses (total, unsupervised, supervised, FOA teacher) against the step, and the eval cIoU
+    success. A column that a log lacks (older runs) or that is empty throughout is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,8 +30,9 @@ def plot_losses(log_csv: Path, eval_csv: Path, png: Path) -> None:
     if not log:
         return
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for key, style in (("loss", "-"), ("unsup", "--"), ("sup", ":")):
-        ax.plot(log["step"], log[key], style, label=key)
+    for key, style in (("loss", "-"), ("unsup", "--"), ("sup", ":"), ("teacher", "-.")):
+        if key in log and np.isfinite(log[key]).any():
+            ax.plot(log["step"], log[key], style, label=key)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
