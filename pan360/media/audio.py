@@ -63,14 +63,30 @@ class AudioTrack:
         return self.samples.shape[1] / self.sample_rate
 
 
+#: NumPy dtypes of FFmpeg's sample formats (planar ones end in "p").
+_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64}
+
+
+def _frame_array(frame: av.AudioFrame) -> np.ndarray:
+    """(channels, samples) in the frame's own sample type, read from its planes.
+
+    PyAV's ``AudioFrame.to_ndarray`` crashes the interpreter (segfault) on frames of 8 or more
+    channels, so the plane buffers are read directly (each may be padded past its samples)."""
+    base = frame.format.name.rstrip("p")
+    if base not in _DTYPES:
+        raise Pan360Error(f"unsupported audio sample format {frame.format.name!r}")
+    dtype = np.dtype(_DTYPES[base])
+    channels, n = len(frame.layout.channels), frame.samples
+    if frame.format.is_planar:
+        return np.stack([np.frombuffer(memoryview(p), dtype=dtype, count=n) for p in frame.planes[:channels]])
+    packed = np.frombuffer(memoryview(frame.planes[0]), dtype=dtype, count=n * channels)
+    return packed.reshape(n, channels).T
+
+
 def _to_float(frame: av.AudioFrame) -> NDArray[np.float32]:
     """(channels, samples) float32 from any sample format, without touching the channel order."""
-    arr = frame.to_ndarray()
-    fmt = frame.format.name
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:  # packed: (1, samples * channels) interleaved
-        arr = arr.reshape(-1, channels).T
-    base = fmt.rstrip("p")
+    arr = _frame_array(frame)
+    base = frame.format.name.rstrip("p")
     if base in ("flt", "dbl"):
         return arr.astype(np.float32, copy=False)
     if base == "u8":
