@@ -738,7 +738,7 @@ def test_lite0_encode_sound_is_a_distribution_of_the_inner_steps(lite0) -> None:
     with torch.no_grad():
         f_s, h = lite0.encode_sound(wave)
         steps = torch.softmax(lite0.sound(wave[:, None] * lite0.config.input_scale).float(), dim=1)
-    assert f_s.shape == (2, 1000) and h.shape == (2, 512)
+    assert f_s.shape == (2, 1000) and h.shape == (2, lite0.config.embed_dim)
     assert (f_s >= 0).all()
     torch.testing.assert_close(f_s.sum(dim=1), torch.ones(2))
     assert steps.shape[-1] == 4
@@ -778,28 +778,41 @@ def test_lite0_clip_windows() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_lite0_half_checkpoint_round_trip(tmp_path: Path, lite0, lite0_inputs) -> None:
+@pytest.mark.parametrize("storage", ["float16", "int8"])
+def test_lite0_checkpoint_storage_round_trip(tmp_path: Path, lite0, lite0_inputs, storage: str) -> None:
     from safetensors import safe_open
 
-    weights = save_checkpoint(tmp_path / "m", lite0, half=True)
-    assert weights.stat().st_size < 45e6  # ~37 MB for 18.7 M parameters
+    from pan360.nn.weights import INT8_MIN_SIZE, INT8_SCALE
+
+    weights = save_checkpoint(tmp_path / "m", lite0, storage=storage)
+    params = sum(v.numel() for v in lite0.state_dict().values() if v.is_floating_point())
+    per_value = 2 if storage == "float16" else 1
+    assert weights.stat().st_size < params * per_value * 1.1
     with safe_open(str(weights), framework="pt") as f:
-        dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
+        stored = {k: f.get_tensor(k) for k in f.keys()}
     own = lite0.state_dict()
-    assert set(dtypes) == set(own)
     for k, v in own.items():
-        assert dtypes[k] == (torch.float16 if v.is_floating_point() else v.dtype), k
+        big = v.is_floating_point() and v.ndim >= 2 and v.numel() >= INT8_MIN_SIZE
+        if storage == "int8" and big:
+            assert stored[k].dtype == torch.int8 and stored[k + INT8_SCALE].shape == (v.shape[0],), k
+        else:
+            assert stored[k].dtype == (torch.float16 if v.is_floating_point() else v.dtype), k
     loaded = load_model(tmp_path / "m")
     assert loaded.config == lite0.config and not loaded.training
-    for k, v in loaded.state_dict().items():  # cast back to float32, exactly the rounded values
+    for k, v in loaded.state_dict().items():
         assert v.dtype == own[k].dtype, k
-        assert torch.equal(v, own[k].half().to(v.dtype) if v.is_floating_point() else own[k]), k
+        if not v.is_floating_point():
+            assert torch.equal(v, own[k]), k
+        elif storage == "float16" or k + INT8_SCALE not in stored:  # exactly the float16 rounding
+            assert torch.equal(v, own[k].half().float()), k
+        else:  # within half a quantisation step of every row's own range
+            step = own[k].flatten(1).abs().amax(dim=1) / 127.0
+            assert ((v - own[k]).flatten(1).abs() <= step[:, None] * 0.5 + 1e-7).all(), k
     frames, wave = lite0_inputs
     with torch.no_grad():
         a = lite0(frames, wave).attention
         b = loaded(frames, wave).attention
-    assert (a - b).abs().max() < 1e-2 * a.max()
-    assert int(a.flatten().argmax()) == int(b.flatten().argmax())
+    assert (a - b).abs().max() < 5e-2 * a.max()
 
 
 _LOAD_BUNDLED = """
@@ -828,15 +841,14 @@ def test_bundled_lite0_loads_without_the_pretrained_packages() -> None:
 
 @pytest.mark.skipif(not (BUNDLED.parent / "pan360-lite0.safetensors").is_file(), reason="no bundled lite0 weights")
 def test_bundled_lite0_holds_the_converted_pretrained_weights(real_sound8) -> None:
-    """The bundled file is the float16 rounding of today's conversions (not a stale or other model)."""
+    """The bundled file is the int8 storage of today's conversions (not a stale or other model)."""
     from safetensors.torch import load_file
 
+    from pan360.nn.weights import _restored, _stored
+
     _, sound = real_sound8
-    bundled = load_file(str(BUNDLED.parent / "pan360-lite0.safetensors"))
-    for k, v in sound.items():
-        want = v.half() if v.is_floating_point() else v
-        assert torch.equal(bundled[f"sound.{k}"], want), k
-    if lite0_weights_path() is not None:
-        for k, v in load_lite0().items():
-            want = v.half() if v.is_floating_point() else v
-            assert torch.equal(bundled[f"visual.backbone.{k}"], want), k
+    bundled = _restored(load_file(str(BUNDLED.parent / "pan360-lite0.safetensors")))
+    for prefix, part in [("sound.", sound)] + ([("visual.backbone.", load_lite0())] if lite0_weights_path() else []):
+        want = _restored(_stored(part, "int8"))
+        for k, v in want.items():
+            assert torch.equal(bundled[prefix + k], v), prefix + k

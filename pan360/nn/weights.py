@@ -26,6 +26,47 @@ FORMAT = "pan360-sound-localizer"
 FORMAT_VERSION = 1
 
 
+#: Floating tensors of at least this many values (and 2+ dimensions) are stored as int8 by ``storage="int8"``.
+INT8_MIN_SIZE = 4096
+#: Suffix of the per-output-channel scale stored beside an int8 tensor.
+INT8_SCALE = ".int8_scale"
+STORAGES = ("float32", "float16", "int8")
+
+
+def _stored(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """The tensors as written for ``storage`` (see :func:`save_checkpoint`)."""
+    if storage not in STORAGES:
+        raise Pan360Error(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        v = v.detach().to("cpu").contiguous()
+        if storage == "float32" or not v.is_floating_point():
+            out[k] = v
+        elif storage == "int8" and v.ndim >= 2 and v.numel() >= INT8_MIN_SIZE:
+            # Symmetric, per output channel (dim 0): every filter keeps its own range.
+            rows = v.float().flatten(1)
+            scale = (rows.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+            out[k] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).view_as(v).contiguous()
+            out[k + INT8_SCALE] = scale
+        else:
+            out[k] = v.half()
+    return out
+
+
+def _restored(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`_stored`: int8 tensors times their scales, everything floating as float32."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.endswith(INT8_SCALE):
+            continue
+        scale = state.get(k + INT8_SCALE)
+        if scale is not None:
+            out[k] = (v.float().flatten(1) * scale.float()[:, None]).view(v.shape)
+        else:
+            out[k] = v.float() if v.is_floating_point() else v
+    return out
+
+
 def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(weights file, JSON file) for a stem or either file's name."""
     p = Path(path)
@@ -58,20 +99,20 @@ def save_checkpoint(
     *,
     step: int | None = None,
     extra: dict[str, Any] | None = None,
-    half: bool = False,
+    storage: str = "float32",
 ) -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json``; returns the weights file's path.
 
-    ``half`` stores floating-point tensors as float16 (half the file; loading casts them back).
+    ``storage``: "float32"; "float16" (floating tensors halved); "int8" (weight matrices and kernels of
+    :data:`INT8_MIN_SIZE` values or more as int8 with one float32 scale per output channel, the rest
+    float16: a quarter of the file). Loading always gives float32 tensors back.
 
     ``path`` is a stem (``ckpt/step100``) or either file's name. ``extra`` is any JSON-serialisable
     metadata (losses, data description...). The JSON is written last, so a crash in between leaves a
     checksum that no longer matches and the pair is refused rather than half-loaded.
     """
     weights, meta = _paths(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    state = _stored(model.state_dict(), storage)
     config = model.config.to_dict()
     # The config also goes into the safetensors header, so the weights file alone is loadable.
     header = {"format": FORMAT, "pan360_config": json.dumps(config)}
@@ -152,7 +193,7 @@ def load_model(
             raise Pan360Error(f"{weights} does not match the checksum in {meta.name} (corrupt or replaced)")
         stored = doc.get("config")
     try:
-        state = load_file(str(weights), device="cpu")
+        state = _restored(load_file(str(weights), device="cpu"))
         if stored is None:
             with safe_open(str(weights), framework="pt") as f:
                 header = f.metadata() or {}

@@ -52,6 +52,12 @@ class SaliencyResult:
     note: str | None = None  # a message for the user (e.g. a fallback)
 
 
+def is_foa(channels: int, ambisonic: str | None, foa_format: str = "auto") -> bool:
+    """Whether audio is read as first-order ambisonics: 4 channels that probing recognised as ambisonic,
+    or any 4 channels when ``foa_format`` forces a format."""
+    return channels == 4 and (ambisonic is not None or foa_format != "auto")
+
+
 def foa_from_track(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.float32]:
     """The ambiX (4, N) signal of a 4-channel track; FuMa is converted (``foa_format`` overrides)."""
     if track.samples.shape[0] != 4:

@@ -24,8 +24,10 @@ to [0, 1] (the network's own "I see the thing I hear"; no cell matching the soun
 Σ map · solid angle = power · confidence, and "nothing sounding" is a (near) zero map.
 
 **Analysis rate.** On CUDA every frame is analysed (batched, autocast bf16/fp16). On CPU, frames are
-analysed at :func:`cpu_rate` per second — 5 for the "small" model (every 6th frame at 30 fps), 1 for
-the paper-size "vgg16" (≈2.2 s per 320x640 frame on 2 cores) — and the maps of the frames in between
+analysed at :func:`cpu_rate` per second — 5 for the "small" model (every 6th frame at 30 fps), 2 for
+the pretrained "lite0" (≈0.3 s per 512x1024 frame; its 20 s sound windows are shared for 1 s, and
+every other analysed picture is rolled by :data:`JITTER_PX` columns), 1 for the paper-size "vgg16"
+(≈2.2 s per 320x640 frame on 2 cores) — and the maps of the frames in between
 are linearly interpolated in time; skipped frames are still decoded (the codec needs them) but never
 converted or resized. Measured on this project's 2-core machine (shared, load ≈5) with the "small"
 model: a 60 s 3840x1920 30 fps H.264 clip (1800 frames, 3.4 Mb/s) analyses in 52 s, of which decoding
@@ -83,10 +85,9 @@ def mono_audio(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.float3
     """(N,) mono signal of a track: the W channel of FOA (FuMa's W is scaled to SN3D), else the mean of
     the channels."""
     x = np.asarray(track.samples, dtype=np.float32)
-    is_foa = x.shape[0] == 4 and (track.ambisonic is not None or foa_format != "auto")
-    if is_foa:
-        from pan360.saliency import foa_from_track
+    from pan360.saliency import foa_from_track, is_foa
 
+    if is_foa(x.shape[0], track.ambisonic, foa_format):
         return np.ascontiguousarray(foa_from_track(track, foa_format)[0])
     return np.ascontiguousarray(x.mean(axis=0))
 
@@ -177,7 +178,8 @@ def network_input_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
 # ----------------------------------------------------------------------------------- the source
 def cpu_rate(model: Any) -> float:
     """Default analysed frames per second on CPU: :data:`CPU_RATE` for the "small" model,
-    :data:`CPU_RATE_LARGE` for the paper-size "vgg16" (≈40x the cost per frame)."""
+    :data:`CPU_RATE_LITE` for "lite0", :data:`CPU_RATE_LARGE` for the paper-size "vgg16" (≈40x the
+    cost per frame of "small")."""
     arch = getattr(model.config, "arch", "small")
     return {"small": CPU_RATE, "lite0": CPU_RATE_LITE}.get(arch, CPU_RATE_LARGE)
 
@@ -240,7 +242,6 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     # rolled by 0 and JITTER_PX columns, so the stride-32 classifier cells fall on two alignments and
     # the interpolation and the planner average over both (a test-time augmentation that costs nothing).
     jitter = getattr(cfg, "visual_pad", 0) > 0
-    shifts = np.zeros(info.n_frames, np.int64)
     # A window of 10 s or more (SoundNet-8's conv8) barely changes in a second: share it wider.
     hop = audio_hop if cfg.window < 10 else max(audio_hop, LONG_WINDOW_HOP)
     total = info.n_frames
@@ -279,7 +280,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
                                          model.sound_prior(f_s, visual))
         att_np = att.float().cpu().numpy()
         if jitter:  # undo each frame's picture roll on its attention (a whole number of grid cells)
-            cells = [shifts[i] * att_np.shape[-1] // plan.input_size[1] for i in batch_idx]
+            cells = [JITTER_PX * (rank[i] % 2) * att_np.shape[-1] // plan.input_size[1] for i in batch_idx]
             att_np = np.stack([np.roll(a, -c, axis=-1) for a, c in zip(att_np, cells)])
         if cfg.arch == "lite0":  # its attention leads with the prior: the cosine says nothing of confidence
             conf = np.ones(len(batch_idx))
@@ -306,8 +307,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         batch_idx.append(i)
         rgb = network_input_rgb(data, plan.input_size)
         if jitter:
-            shifts[i] = JITTER_PX * (rank[i] % 2)
-            rgb = np.roll(rgb, shifts[i], axis=1)
+            rgb = np.roll(rgb, JITTER_PX * (rank[i] % 2), axis=1)
         batch_rgb.append(rgb)
         if len(batch_idx) >= batch_size:
             flush()

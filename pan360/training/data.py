@@ -35,6 +35,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from pan360.errors import Pan360Error
 from pan360.nn.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, resample_audio, sound_window
+from pan360.saliency import is_foa
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -81,12 +82,6 @@ def load_mono(path: Path, sample_rate: int, foa_format: str = "auto") -> np.ndar
 
     track = read_audio(path)
     return resample_audio(mono_of(track.samples, track.ambisonic, foa_format), track.sample_rate, sample_rate)
-
-
-def is_foa(channels: int, ambisonic: str | None, foa_format: str = "auto") -> bool:
-    """Whether an audio stream is read as first-order ambisonics: 4 channels that probing recognised as
-    ambisonic, or any 4 channels when ``foa_format`` forces a format (the rule of ``mono_audio``)."""
-    return channels == 4 and (ambisonic is not None or foa_format != "auto")
 
 
 def teacher_grid(maps: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
