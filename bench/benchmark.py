@@ -6,7 +6,7 @@ audio dropped for every contender:
 (a) the ffmpeg binary rendering a FIXED view with ``v360=e:flat`` (its best case: one remap table);
 (b) optionally (``--moving``) ffmpeg with the view moving every frame through ``sendcmd`` (v360 rebuilds
     its whole table per command), on the first ``--moving-seconds`` of the clip;
-(c) ``pan360.render.render_video`` along a moving path (slow sinusoidal yaw and pitch), in a child
+(c) ``pan360.rendering.render_video`` along a moving path (slow sinusoidal yaw and pitch), in a child
     process whose peak RSS is read from ``resource.getrusage(RUSAGE_SELF)``, and along ffmpeg's fixed view;
 (d) the floor of any renderer on that moving path: ``render_video`` with the reprojection replaced by
     replaying the same pictures, rendered into memory beforehand, so only the 4K decode and the x264
@@ -92,7 +92,7 @@ def run_pan360(args: argparse.Namespace, clip: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     from pan360.media import probe
     from pan360.paths import CameraPath
-    from pan360.render import render_video
+    from pan360.rendering import render_video
 
     import numpy as np
 
@@ -126,11 +126,11 @@ def _cpu_self() -> float:
 
 def _rendered_pictures(info, path, device: str):
     """Every output picture along ``path`` as yuv420p planes, from the real renderer."""
-    import pan360.render
+    import pan360.rendering
     from pan360.media import iter_frames
 
-    real = pan360.render.Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device)
-    idx = pan360.render.path_indices(path.times, info.frame_times)
+    real = pan360.rendering.Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device)
+    idx = pan360.rendering.path_indices(path.times, info.frame_times)
     for n, (_, (y, u, v)) in enumerate(iter_frames(info, fmt="yuv420p")):
         yield real.render_yuv420(y, u, v, path.view(idx[n]))
 
@@ -138,11 +138,11 @@ def _rendered_pictures(info, path, device: str):
 def _replay_renderer(info, path, device: str) -> None:
     """Render every frame along ``path`` now, untimed, and make ``render_video`` replay those pictures.
 
-    ``pan360.render.Renderer`` is replaced by one that hands the pictures back in order, so the timed
+    ``pan360.rendering.Renderer`` is replaced by one that hands the pictures back in order, so the timed
     ``render_video`` is left with the decode of the 4K input and the x264 encode of exactly the
     pictures the real renderer produces: the cost of everything but the reprojection.
     """
-    import pan360.render
+    import pan360.rendering
 
     pictures = list(_rendered_pictures(info, path, device))  # fresh arrays, not the decoder's
 
@@ -156,7 +156,7 @@ def _replay_renderer(info, path, device: str) -> None:
         def render_yuv420(self, y, u, v, view):
             return next(self._next)
 
-    pan360.render.Renderer = Replay  # type: ignore[misc,assignment]
+    pan360.rendering.Renderer = Replay  # type: ignore[misc,assignment]
 
 
 def main() -> None:

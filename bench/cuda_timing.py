@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pan360 import geometry as geo  # noqa: E402
 from pan360.media import probe, read_audio  # noqa: E402
 from pan360.paths import CameraPath  # noqa: E402
-from pan360.render import render_video  # noqa: E402
+from pan360.rendering import render_video  # noqa: E402
 
 SECONDS, FPS, SIZE, RATE = 10, 30, (3840, 1920), 48000
 
@@ -74,7 +74,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("cuda_timing.py needs a CUDA device")
     from pan360.nn.model import SoundLocalizer
-    from pan360.saliency.network import network_maps
+    from pan360.sources.network import network_maps
 
     work = Path(tempfile.mkdtemp(prefix="pan360-cuda-"))
     clip = work / "clip4k.mp4"

@@ -1,15 +1,15 @@
 """Does the default FOA + network fusion keep the sound in view at least as often as FOA alone?
 
-On real 360° clips with first-order ambisonics (default: ../shared/media/real360_foa) there is no
+On real 360° clips with first-order ambisonics (default: ``shared/media/real360_foa`` beside the checkout) there is no
 ground truth, so the FOA direction is the proxy truth: per frame, the peak of the FOA map (frames whose
 direct sound is under 2 % of the clip's loud level count as silent and are not scored). For each clip
-this plans the camera (pipeline defaults: 90° FOV, 1280x720) on the FOA maps and on the fused maps
-(:func:`pan360.saliency.fusion.fuse_maps` of the FOA maps and the network maps) and reports the share
+this runs the pipeline's analysis (:func:`pan360.pipeline.analyse`, defaults, saliency ``fused``: the FOA
+and network maps fused by FOA directness) and plans the same camera on its FOA maps alone, and reports the share
 of scored frames whose proxy direction is in view, the mean angular error and how far the network's
 own peak lies from the FOA direction. ``--frames DIR`` writes a contact sheet per clip (4 frames, with
 the FOA direction, the network peak, the fused peak and both cameras' centres marked) to look at.
 
-    python bench/eval_fusion.py                       # the bundled weights (weights/pan360-small-synth.safetensors)
+    python bench/eval_fusion.py                       # the bundled weights
     python bench/eval_fusion.py --weights ckpt/step2000 --frames out/fusion --json out/fusion.json
     python bench/eval_fusion.py --random-init        # plumbing check only: an untrained network
 
@@ -29,13 +29,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pan360 import metrics, sphere  # noqa: E402
-from pan360.media import iter_frames, probe, read_audio  # noqa: E402
-from pan360.pipeline import DEFAULT_FOV  # noqa: E402
-from pan360.saliency import compute_saliency, load_network  # noqa: E402
-from pan360.saliency.fusion import fuse_maps  # noqa: E402
-from pan360.saliency.network import network_input_rgb, network_maps  # noqa: E402
+from pan360.media import iter_frames, probe  # noqa: E402
+from pan360.nn.weights import load_network  # noqa: E402
+from pan360 import pipeline  # noqa: E402
+from pan360.sources.network import network_input_rgb  # noqa: E402
 from pan360.spatial.foa_map import map_peaks  # noqa: E402
-from pan360.trajectory import plan_camera_path  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "media" / "real360_foa"
 SILENT_SHARE = 0.02
@@ -83,16 +81,15 @@ def contact_sheet(info, picks: list[int], marks: dict[str, tuple[np.ndarray, np.
 
 
 def evaluate_clip(path: Path, model, frames_dir: Path | None) -> dict:
+    """The default analysis of ``path`` with ``model`` (``pan360.pipeline.analyse``, saliency "fused"),
+    and the camera the pipeline plans on its FOA part alone, scored on the FOA proxy truth."""
     info = probe(path)
     if info.audio is None or info.audio.channels != 4:
         raise SystemExit(f"{path.name}: needs 4-channel FOA audio")
-    track = read_audio(info)
     t0 = time.perf_counter()
-    foa = compute_saliency("foa", info, track)
-    t1 = time.perf_counter()
-    net = network_maps(model, info, track)
-    t2 = time.perf_counter()
-    fused = fuse_maps(foa, net)
+    fused_run = pipeline.analyse(path, saliency="fused", weights=model)
+    wall = time.perf_counter() - t0
+    info, foa, net, fused = fused_run.info, fused_run.parts["foa"], fused_run.parts["net"], fused_run.maps
     area = sphere.equirect_solid_angle(foa.shape[2], foa.shape[1])
     power = (foa * area).sum(axis=(1, 2))
     loud = float(np.percentile(power, 95)) if power.size else 0.0
@@ -101,11 +98,10 @@ def evaluate_clip(path: Path, model, frames_dir: Path | None) -> dict:
     true_yaw = np.where(sounding, true_yaw, np.nan)
     true_pitch = np.where(sounding, true_pitch, np.nan)
     row: dict = {"clip": path.name, "frames": info.n_frames, "scored": int(sounding.sum()),
-                 "foa_s": round(t1 - t0, 2), "net_s": round(t2 - t1, 2)}
+                 "analysis_s": round(wall, 2)}
     marks = {"foa": (true_yaw, true_pitch)}
-    for name, maps in (("foa", foa), ("fused", fused)):
-        cam = plan_camera_path(maps, info.frame_times, 1280, 720, float(info.fps), h_fov=DEFAULT_FOV,
-                               initial_yaw=info.yaw, initial_pitch=info.pitch)
+    foa_cam = pipeline.plan_path(info, foa, pipeline.camera_options(info))
+    for name, cam in (("foa", foa_cam), ("fused", fused_run.path)):
         rep = metrics.trajectory_report(cam, true_yaw, true_pitch)
         row[f"in_view_{name}"] = rep.in_view
         row[f"error_{name}"] = rep.mean_angular_error
@@ -160,11 +156,11 @@ def main() -> int:
         text = json.dumps({"rows": rows, "summary": summary}, indent=1)
         print(text) if str(args.json) == "-" else args.json.write_text(text)
     print(f"{'clip':38s} {'scored':>6s} {'in-view FOA':>11s} {'fused':>6s} {'err FOA':>8s} {'fused':>6s} "
-          f"{'net-FOA':>8s} {'fused-FOA':>9s} {'net s':>6s}", file=sys.stderr)
+          f"{'net-FOA':>8s} {'fused-FOA':>9s} {'total s':>7s}", file=sys.stderr)
     for r in rows:
         print(f"{r['clip'][:38]:38s} {r['scored']:6d} {r['in_view_foa']:11.3f} {r['in_view_fused']:6.3f} "
               f"{r['error_foa']:8.1f} {r['error_fused']:6.1f} {r['net_to_foa_deg']:8.1f} {r['fused_to_foa_deg']:9.1f} "
-              f"{r['net_s']:6.1f}", file=sys.stderr)
+              f"{r['analysis_s']:7.1f}", file=sys.stderr)
     print(f"mean in-view: FOA {summary['mean_in_view_foa']:.3f}, fused {summary['mean_in_view_fused']:.3f}; "
           f"clips where fused is worse: {', '.join(worse) or 'none'}", file=sys.stderr)
     return 1 if worse else 0

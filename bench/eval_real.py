@@ -1,6 +1,6 @@
 """How often the default ``pan360 render`` keeps a hand-annotated sound source in view, on real 360° clips.
 
-Input: a folder (default ../shared/media/real360_foa next to the repository) holding ``annotations.json``
+Input: a folder (default: ``shared/media/real360_foa`` beside the checkout, the development media) holding ``annotations.json``
 (``clips``: NAME -> ``file`` and ``points`` [time s, yaw deg, pitch deg], v360 convention: yaw + right,
 pitch + up, 0/0 = frame centre) and the clips it names (equirect video with 4-channel ambiX FOA audio).
 
@@ -94,9 +94,7 @@ def write_rotated(src: str | Path, deg: float, outputs: dict[str, Path], *, crf:
     track = read_audio(info)
     if track.channels != 4:
         raise Pan360Error(f"{Path(src).name}: {track.channels}-channel audio, FOA (4 channels) needed")
-    from pan360.saliency import foa_from_track  # FuMa input is converted to ambiX here
-
-    foa = foa_from_track(track)
+    foa = track.foa()  # FuMa input is converted to ambiX here
     audio = {"foa": rotate_audio(foa, deg), "mono": np.ascontiguousarray(foa[:1])}
     w, h = info.eye_width, info.eye_height
     shift = roll_shift(deg, w)
@@ -158,7 +156,7 @@ def _fmt_row(clip: str, audio: str, deg: str, inview: str, err: str, src: str, w
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="in-view share of hand-annotated sources on rotated real 360° clips")
     ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA,
-                    help="folder with annotations.json and the clips (default: ../shared/media/real360_foa)")
+                    help="folder with annotations.json and the clips (default: shared/media/real360_foa beside the checkout)")
     ap.add_argument("--rotations", type=float, nargs="+", default=[100.0, -140.0], metavar="DEG",
                     help="degrees to turn each clip, content moving right for > 0 (default: 100 -140)")
     ap.add_argument("--audio", nargs="+", choices=AUDIO_VARIANTS, default=list(AUDIO_VARIANTS),

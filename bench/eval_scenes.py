@@ -16,7 +16,8 @@ default settings and scores the camera path against the exact truth with pan360.
 
 By default each scene goes through the public API, pan360.pipeline.render (which also renders the
 NFoV video), and is scored from its --trajectory-out file; ``--analysis-only`` runs only the analysis
-(probe -> read_audio -> FOA saliency maps -> trajectory, same defaults), which is much faster.
+step render starts from (pan360.pipeline.analyse: probe -> audio -> saliency maps -> trajectory), which
+is much faster.
 """
 
 from __future__ import annotations
@@ -41,16 +42,11 @@ TARGET_IN_VIEW, TARGET_P99 = 0.95, 120.0
 
 
 def analyse(video: Path) -> CameraPath:
-    """Camera path of ``video`` with the pipeline's defaults, without rendering the NFoV video."""
-    from pan360.media import probe, read_audio
-    from pan360.pipeline import DEFAULT_FOV
-    from pan360.saliency import choose_source, compute_saliency
-    from pan360.trajectory import plan_camera_path
+    """Camera path of ``video`` with the pipeline's defaults (:func:`pan360.pipeline.analyse`), without
+    rendering the NFoV video."""
+    from pan360 import pipeline
 
-    info = probe(video)
-    source, _ = choose_source("auto", info)
-    maps = compute_saliency(source, info, read_audio(info) if info.audio is not None else None)
-    return plan_camera_path(maps, info.frame_times, 1280, 720, float(info.fps), h_fov=DEFAULT_FOV)
+    return pipeline.analyse(video).path
 
 
 def run_pipeline(video: Path, out_dir: Path, preset: str) -> CameraPath:

@@ -4,11 +4,14 @@ Python API (the CLI's flags are these functions' keywords)::
 
     import pan360
     pan360.render("in.mp4", "out.mp4", size="1280x720", trajectory_out="path.json")
-    pan360.saliency("in.mp4", "heatmap.mp4", maps_out="maps.npz")
+    pan360.sources("in.mp4", "heatmap.mp4", maps_out="maps.npz")
     info = pan360.info("in.mp4")
+    analysis = pan360.analyse("in.mp4")  # info, audio, maps and camera path; nothing written
 
-Lower layers: :mod:`pan360.media` (decode/encode), :mod:`pan360.spatial` (ambisonics),
-:mod:`pan360.saliency` (sources), :mod:`pan360.trajectory`, :mod:`pan360.paths`, :mod:`pan360.render`.
+The stages, in the order the data flows: :mod:`pan360.media` (probe, decode, encode),
+:mod:`pan360.sources` (saliency sources: spatial audio in :mod:`pan360.spatial`, the network in
+:mod:`pan360.nn`), :mod:`pan360.trajectory` (the camera path, :mod:`pan360.paths`),
+:mod:`pan360.rendering` (reprojection, :mod:`pan360.reproject`); :mod:`pan360.pipeline` joins them.
 """
 
 from __future__ import annotations
@@ -16,15 +19,22 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["render", "saliency", "info", "Pan360Error", "__version__"]
+#: The API functions, served from :mod:`pan360.pipeline`. No submodule may take one of these names:
+#: importing it would bind the module on the package in the function's place.
+API = ("analyse", "render", "saliency", "info")
+__all__ = [*API, "Pan360Error", "__version__"]
 
 from pan360.errors import Pan360Error
 
 
 def __getattr__(name: str) -> Any:
-    # The pipeline pulls in torch and OpenCV; import it only when the API is used.
-    if name in ("render", "saliency", "info"):
+    # The pipeline pulls in OpenCV, SciPy and (for the network) torch: import it only when the API is used.
+    if name in API:
         from pan360 import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'pan360' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *API})

@@ -76,20 +76,59 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         yield update
 
 
-def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str], None]], object]) -> object:
-    """Run a job; turn failures into one line and an exit code (unless --debug)."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that the same cleanup as for Ctrl-C runs."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """While a job runs, SIGTERM and SIGHUP raise :class:`_Terminated` (once: a second one is ignored so
+    that the cleanup finishes); signals the process was started ignoring (nohup) stay ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
+
+    def handler(signum: int, frame: object) -> None:
+        for s in sigs:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated(signum)
+
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str], None]], object],
+         interrupted: Callable[[], str] | None = None) -> object:
+    """Run a job; turn failures into one line and an exit code (unless --debug). Ctrl-C, SIGTERM and
+    SIGHUP end it the same way (exit 130, 143, 129); ``interrupted()`` says what was written then."""
     def notify(msg: str) -> None:
         if not quiet:
-            err.print(f"[yellow]note:[/] {msg}", highlight=False)
+            err.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)
 
     try:
-        with _progress(quiet) as progress:
+        with _signals_as_interrupts(), _progress(quiet) as progress:
             return job(progress, notify)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        err.print("interrupted: nothing was written", highlight=False)
-        raise typer.Exit(130)
+        how = f"terminated by {exc.args[0]}" if isinstance(exc, _Terminated) else "interrupted"
+        err.print(f"{how}: {interrupted() if interrupted else 'nothing was written'}", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(128 + exc.signum if isinstance(exc, _Terminated) else 130)
     except Exception as exc:  # noqa: BLE001 - every failure reaches the user as one line
         if debug:
             raise
@@ -118,7 +157,7 @@ SaliencyOpt = typer.Option(SaliencyName.auto, "--saliency",
 @app.command()
 def render(
     input: Path = InputArg,
-    output: Path = typer.Option(..., "--output", "-o", help="Output MP4 (H.264 + AAC).", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Output video, H.264 + AAC: .mp4, .m4v, .mov or .mkv.", show_default=False),
     size: Optional[str] = typer.Option(None, "--size", help="Output WxH, e.g. 1280x720 [default: 16:9, ≤ native, ≤ 1920 wide]."),
     fov: Optional[float] = typer.Option(None, "--fov", help="Horizontal field of view in degrees [default: 90]."),
     crf: float = typer.Option(20, "--crf", help="x264 quality (lower is better)."),
@@ -156,7 +195,7 @@ def render(
 @app.command("saliency")
 def saliency_cmd(
     input: Path = InputArg,
-    output: Path = typer.Option(..., "--output", "-o", help="Output MP4: the equirect video with a heatmap.", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Output video (.mp4, .m4v, .mov, .mkv): the equirect video with a heatmap.", show_default=False),
     maps_out: Optional[Path] = typer.Option(None, "--maps-out", help="Write the raw maps and timestamps (NPZ)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the planned camera yaw over saliency."),
     saliency: SaliencyName = SaliencyOpt,
@@ -254,16 +293,90 @@ def train(
                   "device": device, "amp": amp}
         cfg = load_config(config, list(set_ or []))
         cfg = load_config(None, {**cfg.to_dict(), **{k: v for k, v in fields.items() if v is not None}})
+        _check_train_numbers(cfg)
+        run[0], created = Path(cfg.out_dir), _missing_root(Path(cfg.out_dir))
         step_progress = None if progress is None else (lambda done, total: progress("train", done, total))
-        return run_training(cfg, progress=step_progress)
+        try:
+            return run_training(cfg, progress=step_progress)
+        except BaseException:
+            if created is not None:
+                _remove_empty_tree(created)  # a refused or interrupted start leaves no empty run folder
+            raise
 
-    final = _run(debug, quiet, job)
+    run: list[Path | None] = [None]
+    final = _run(debug, quiet, job, interrupted=lambda: _train_interrupted(run[0]))
     if not quiet:
         err.print(f"wrote {final}", highlight=False)
 
 
+def _check_train_numbers(cfg: object) -> None:
+    """Every float setting finite, the pair rate positive (one line naming the setting)."""
+    import dataclasses
+    import math
+
+    from pan360.errors import Pan360Error
+
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Pan360Error(f"{f.name} must be a finite number, got {v}")
+    if not cfg.video_rate > 0:
+        raise Pan360Error(f"video_rate (--video-rate) must be positive, got {cfg.video_rate:g}")
+
+
+def _missing_root(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: it exists)."""
+    root = None
+    while not path.exists():
+        root, path = path, path.parent
+        if path == root:
+            break
+    return root
+
+
+def _remove_empty_tree(root: Path) -> None:
+    """Remove ``root`` if it holds nothing but empty folders."""
+    if not root.is_dir() or any(p.is_file() or p.is_symlink() for p in root.rglob("*")):
+        return
+    for d in sorted((p for p in root.rglob("*")), key=lambda p: len(p.parts), reverse=True):
+        d.rmdir()
+    root.rmdir()
+
+
+def _train_interrupted(run: Path | None) -> str:
+    """What an interrupted ``pan360 train`` leaves: the checkpoints so far, or nothing."""
+    ckpts = sorted((run / "checkpoints").glob("step_*.safetensors")) if run is not None else []
+    if ckpts:
+        return (f"checkpoints up to {ckpts[-1].stem} are in {run / 'checkpoints'} "
+                f"(continue with --resume {run})")
+    if run is not None and run.is_dir() and any(p.is_file() for p in run.rglob("*")):
+        return f"no checkpoint was written yet ({run} holds the run's config and logs)"
+    return "nothing was written"
+
+
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate localization (cIoU/AUC, concat-and-localize), a trajectory or annotated points.")
 app.add_typer(eval_app, name="eval")
+
+
+JsonOut = typer.Option(None, "--json", help="Also write the scores as JSON.")
+
+
+def _json_output(json_out: Path | None, overwrite: bool, *inputs: tuple[Path | None, str]):
+    """The OutputSet of an eval command: its --json against its inputs (checked before any work)."""
+    from pan360.media.output import OutputSet
+
+    files = OutputSet(overwrite=overwrite)
+    for path, what in inputs:
+        files.add_input(path, what)
+    files.add_output(json_out, "--json")
+    return files
+
+
+def _write_json(files, json_out: Path | None, doc: dict) -> None:
+    import json
+
+    if json_out is not None:
+        files.temp(json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 @eval_app.command("pairs")
@@ -275,7 +388,8 @@ def eval_pairs(
     withheld: str = typer.Option("mean", "--withheld", help="Sound withheld as the set's mean embedding ('mean') or silence ('zero')."),
     seed: int = typer.Option(0, "--seed", help="Seed of the concat pairing."),
     device: Device = typer.Option(Device.auto, "--device"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    json_out: Optional[Path] = JsonOut,
+    overwrite: bool = Overwrite,
     quiet: bool = Quiet,
     debug: bool = Debug,
 ) -> None:
@@ -283,22 +397,29 @@ def eval_pairs(
     def job(progress, notify):
         from pan360.errors import Pan360Error
         from pan360.nn.evaluate import concat_and_localize, evaluate_pairs
-        from pan360.saliency import load_network
+        from pan360.nn.weights import load_network
+        from pan360.nn.weights import checkpoint_files
 
         try:
             thr = None if threshold == "median" else float(threshold)
         except ValueError:
-            raise Pan360Error(f"--threshold must be a number or 'median', got {threshold!r}") from None
-        model = load_network(weights)
-        stage = (lambda name: None if progress is None else (lambda d, t: progress(name, d, t)))
-        scores = {"pairs": evaluate_pairs(model, folder, threshold=thr, device=device.value, progress=stage("eval"))}
-        if concat:
-            scores["concat"] = concat_and_localize(model, folder, seed=seed, withheld=withheld, threshold=thr,
-                                                   device=device.value, progress=stage("concat"))
+            thr = -1.0
+        if thr is not None and not 0.0 < thr < 1.0:  # nan too
+            raise Pan360Error(f"--threshold must be a number in (0, 1) or 'median', got {threshold!r}")
+        files = _json_output(json_out, overwrite, (folder, "pair folder"),
+                             *((f, "--weights") for f in checkpoint_files(weights)))
+        with files:
+            model = load_network(weights)
+            stage = (lambda name: None if progress is None else (lambda d, t: progress(name, d, t)))
+            scores = {"pairs": evaluate_pairs(model, folder, threshold=thr, device=device.value,
+                                              progress=stage("eval"))}
+            if concat:
+                scores["concat"] = concat_and_localize(model, folder, seed=seed, withheld=withheld, threshold=thr,
+                                                       device=device.value, progress=stage("concat"))
+            _write_json(files, json_out, _plain(scores))
         return scores
 
-    scores = _run(debug, quiet, job)
-    _print_scores(scores, json_out)
+    _print_scores(_run(debug, quiet, job))
 
 
 @eval_app.command("trajectory")
@@ -306,17 +427,47 @@ def eval_trajectory(
     trajectory: Path = typer.Argument(..., help="Trajectory JSON (pan360 render --trajectory-out).", show_default=False),
     truth: Path = typer.Argument(..., help="Ground-truth direction JSON (per-frame time, yaw, pitch, switch_times).", show_default=False),
     margin: float = typer.Option(0.5, "--margin", help="Seconds around each source switch left out of in-view."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    json_out: Optional[Path] = JsonOut,
+    overwrite: bool = Overwrite,
     debug: bool = Debug,
 ) -> None:
     """In-view share, angular error and camera speed of a trajectory against the true source directions."""
     def job(progress, notify):
-        from pan360.nn.evaluate import trajectory_metrics
+        from pan360.metrics import trajectory_metrics
+        from pan360.options import check_number
 
-        return trajectory_metrics(trajectory, truth, margin=margin)
+        check_number(margin, "--margin", low=0.0)
+        files = _json_output(json_out, overwrite, (trajectory, "trajectory"), (truth, "truth"))
+        with files:
+            scores = {"trajectory": trajectory_metrics(trajectory, truth, margin=margin)}
+            _write_json(files, json_out, _plain(scores))
+        return scores
 
-    _print_scores({"trajectory": _run(debug, True, job)}, json_out)
+    scores = _run(debug, True, job)
+    note = _coverage_note(trajectory, truth)
+    if note:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    _print_scores(scores)
 
+
+def _coverage_note(trajectory: Path, truth: Path) -> str | None:
+    """A warning when the scored path covers much less time than the truth (only that part is scored)."""
+    from pan360.paths import load_path, read_json
+
+    try:
+        times = load_path(trajectory).times
+        frames = read_json(truth, "ground truth").get("frames", [])
+        truth_times = [float(f["time"]) for f in frames]
+    except Exception:  # noqa: BLE001 - the scores were computed: the files are fine, this is only a hint
+        return None
+    if not truth_times:
+        return None
+    span = max(truth_times) - min(truth_times)
+    covered = min(times[-1], max(truth_times)) - max(times[0], min(truth_times))
+    if span <= 0 or covered >= 0.9 * span:
+        return None
+    return (f"the trajectory covers {times[0]:.2f}-{times[-1]:.2f} s but the truth "
+            f"{min(truth_times):.2f}-{max(truth_times):.2f} s: only {100 * max(covered, 0) / span:.0f}% of it is scored")
 
 
 @eval_app.command("points")
@@ -331,20 +482,16 @@ def eval_points(
 ) -> None:
     """Which hand-annotated source points fall inside the rendered camera frame (nearest path frame)."""
     def job(progress, notify):
-        import json
-
-        from pan360.media.output import atomic_output, check_output
         from pan360.metrics import load_annotated_points, points_in_view
+        from pan360.options import check_number
         from pan360.paths import load_path
 
-        inputs = (trajectory, annotations)
-        if json_out is not None:
-            check_output(json_out, overwrite=overwrite, inputs=inputs)
-        report = points_in_view(load_path(trajectory), load_annotated_points(annotations, clip), rotate=rotate)
-        if json_out is not None:
-            doc = {"trajectory": str(trajectory), "annotations": str(annotations), "clip": clip, **report.as_dict()}
-            with atomic_output(json_out, overwrite=overwrite, inputs=inputs) as tmp:
-                tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        check_number(rotate, "--rotate", low=-360.0, high=360.0)
+        files = _json_output(json_out, overwrite, (trajectory, "trajectory"), (annotations, "annotations"))
+        with files:
+            report = points_in_view(load_path(trajectory), load_annotated_points(annotations, clip), rotate=rotate)
+            _write_json(files, json_out, {"trajectory": str(trajectory), "annotations": str(annotations),
+                                          "clip": clip, **report.as_dict()})
         return report
 
     report = _run(debug, True, job)
@@ -356,19 +503,18 @@ def eval_points(
                   highlight=False, markup=False, soft_wrap=True)
 
 
-def _print_scores(scores: dict, json_out: Path | None) -> None:
-    import json
+def _plain(v: object) -> object:
+    """Scores as plain JSON values."""
+    if hasattr(v, "as_dict"):
+        return _plain(v.as_dict())
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v.item() if hasattr(v, "item") else v
 
-    def plain(v: object) -> object:
-        if hasattr(v, "as_dict"):
-            return plain(v.as_dict())
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v.item() if hasattr(v, "item") else v
 
-    doc = plain(scores)
+def _print_scores(scores: dict) -> None:
     out = Console()
-    for section, values in doc.items():
+    for section, values in _plain(scores).items():
         out.print(f"[bold]{section}[/]")
         for k, v in values.items():
             if isinstance(v, dict):
@@ -376,8 +522,6 @@ def _print_scores(scores: dict, json_out: Path | None) -> None:
                                                 for a, b in v.items()), highlight=False)
             else:
                 out.print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}", highlight=False)
-    if json_out is not None:
-        json_out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -393,5 +537,23 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Usage errors (missing argument, unknown option, bad value) are one
+    line on stderr like every other error, exit code 2."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed already
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        from rich.markup import escape
+
+        msg = " ".join(exc.format_message().split())
+        err.print(f"[red]error:[/] {escape(msg + hint)}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,6 +1,6 @@
 """Geometry of the virtual camera: gnomonic rays, v360 rotations and equirect remap tables.
 
-Conventions (../shared/CONVENTIONS.md, identical to ffmpeg ``v360``):
+Conventions (docs/CONVENTIONS.md, identical to ffmpeg ``v360``):
 
 - vectors use :mod:`pan360.sphere`'s axes: **x forward** (yaw 0, pitch 0), **y left**, **z up**;
 - **yaw** positive turns the camera to the viewer's right, **pitch** positive looks up, **roll** as
@@ -19,7 +19,7 @@ ffmpeg 9's v360 differs in one detail, measured with coordinate-ramp images: it 
 over the pixel *centres* ``0..W-1`` and ``0..H-1`` (``x = (yaw/360 + 0.5) * (W - 1)``), a stretch of
 1/W that moves a sample by at most half a source pixel (none at the frame centre). Its rotations,
 ``rorder`` and the output pixel grid are exactly the ones here. ``grid="v360"`` reproduces v360's
-sampling positions (to its float32 precision); the default ``"centre"`` follows ../shared/CONVENTIONS.md.
+sampling positions (to its float32 precision); the default ``"centre"`` follows docs/CONVENTIONS.md.
 
 Everything here is pure NumPy (float64 unless stated).
 """
@@ -40,6 +40,28 @@ FloatArray = NDArray[np.floating]
 DEFAULT_ASPECT = 16.0 / 9.0
 #: Default cap on the output width when the user gives no size (1080p-class output).
 DEFAULT_MAX_WIDTH = 1920
+#: Default horizontal field of view (degrees): wide enough to keep a source in view while the camera pans.
+DEFAULT_FOV = 90.0
+#: Horizontal fields of view pan360 renders (degrees): a gnomonic view stretches its edges beyond use
+#: well before 180°, and below 1° it shows a few source pixels. The vertical FOV follows from the
+#: output aspect (square pixels) and only needs to be a gnomonic one, in (0, 180).
+H_FOV_RANGE = (1.0, 160.0)
+
+
+def check_fov(h_fov: ArrayLike, v_fov: ArrayLike | None = None, where: str = "field of view") -> None:
+    """Raise :class:`Pan360Error` unless every ``h_fov`` is in :data:`H_FOV_RANGE` and every ``v_fov``
+    (when given) in (0, 180) degrees; ``where`` names the value in the message."""
+    lo, hi = H_FOV_RANGE
+    h = np.asarray(h_fov, dtype=np.float64)
+    if not np.all((h >= lo) & (h <= hi)):
+        bad = h.ravel()[np.flatnonzero(~((h >= lo) & (h <= hi)).ravel())[0]]
+        raise Pan360Error(f"{where}: the horizontal field of view must be between {lo:g} and {hi:g} degrees, "
+                          f"got {bad:g}")
+    if v_fov is not None:
+        v = np.asarray(v_fov, dtype=np.float64)
+        if not np.all((v > 0.0) & (v < 180.0)):
+            bad = v.ravel()[np.flatnonzero(~((v > 0.0) & (v < 180.0)).ravel())[0]]
+            raise Pan360Error(f"{where}: the vertical field of view must be within (0, 180) degrees, got {bad:g}")
 
 
 @dataclass(frozen=True)
@@ -58,9 +80,8 @@ def v_fov_for(h_fov: ArrayLike, width: float, height: float) -> float | FloatArr
 
     Scalar in, float out; arrays broadcast.
     """
+    check_fov(h_fov)
     h = np.asarray(h_fov, dtype=np.float64)
-    if not np.all((h > 0.0) & (h < 180.0)):
-        raise Pan360Error(f"horizontal field of view must be in (0, 180) degrees, got {h_fov}")
     v = np.degrees(2.0 * np.arctan(np.tan(np.radians(h) / 2.0) * height / width))
     return float(v) if v.ndim == 0 else v
 

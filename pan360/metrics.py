@@ -1,5 +1,6 @@
-"""Trajectory metrics (../shared/CONVENTIONS.md "Metrics"): in-view, angular error, angular speed,
-and hand-annotated source points checked against a camera path (:func:`points_in_view`).
+"""Trajectory metrics (docs/CONVENTIONS.md "Metrics"): in-view, angular error, angular speed, a
+camera path file scored against a ground-truth direction file (:func:`trajectory_metrics`), and
+hand-annotated source points checked against a camera path (:func:`points_in_view`).
 
 Directions are degrees (yaw positive right, pitch up). A true direction of NaN means "no source at this
 frame": such frames are never in view and are left out of the averages of :func:`trajectory_report`.
@@ -7,6 +8,7 @@ frame": such frames are never in view and are left out of the averages of :func:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from numpy.typing import ArrayLike
 from . import sphere
 from .errors import Pan360Error
 from .geometry import rotation_matrix
-from .paths import CameraPath
+from .paths import CameraPath, load_path
 
 
 def _truth(path: CameraPath, true_yaw: ArrayLike, true_pitch: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +120,56 @@ def trajectory_report(path: CameraPath, true_yaw: ArrayLike, true_pitch: ArrayLi
         p99_speed=float(np.percentile(speed, 99)) if speed.size else 0.0,
         max_speed=float(speed.max()) if speed.size else 0.0,
     )
+
+
+# --------------------------------------------------------------------- ground-truth files
+def _truth_arrays(doc: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    try:
+        frames = doc["frames"]
+        t = np.array([float(f["time"]) for f in frames])
+        yaw = np.array([math.nan if f.get("yaw") is None else float(f["yaw"]) for f in frames])
+        pitch = np.array([math.nan if f.get("pitch") is None else float(f["pitch"]) for f in frames])
+        switches = [float(s) for s in doc.get("switch_times", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Pan360Error(f"{where}: not a ground-truth direction file ({exc.__class__.__name__}: {exc})") from None
+    if t.size == 0:
+        raise Pan360Error(f"{where}: no frames")
+    return t, yaw, pitch, switches
+
+
+def trajectory_metrics(trajectory_json: str | Path, truth_json: str | Path, *, margin: float = 0.5,
+                       max_time_gap: float | None = None) -> dict[str, float | int]:
+    """Score a camera path file (trajectory JSON v1) against a ground-truth direction file.
+
+    The truth file is what :func:`pan360.synthetic.write_ground_truth` writes: ``frames`` with ``time``
+    (s), ``yaw``/``pitch`` (degrees, null when nothing sounds) and ``switch_times``. Each camera frame
+    takes the truth of the truth frame nearest in time (no interpolation: a switch is a jump); a camera
+    frame farther than ``max_time_gap`` (default: one truth frame interval) from every truth frame is an
+    error. Frames within ``margin`` seconds of a switch, and frames where nothing sounds, are not scored
+    for in-view / angular error (:func:`trajectory_report`); speeds use every frame.
+
+    Returns the report's numbers (in_view, frames_scored, mean/median_angular_error, median/p99/max_speed)
+    and ``frames`` (camera frames).
+    """
+    path = load_path(trajectory_json)
+    try:
+        doc = json.loads(Path(truth_json).read_text())
+    except (OSError, ValueError) as exc:
+        raise Pan360Error(f"cannot read ground truth {truth_json}: {exc.__class__.__name__}") from None
+    t, yaw, pitch, switches = _truth_arrays(doc, str(truth_json))
+    order = np.argsort(t, kind="stable")
+    t, yaw, pitch = t[order], yaw[order], pitch[order]
+    gap = max_time_gap if max_time_gap is not None else (float(np.median(np.diff(t))) if t.size > 1 else 0.5)
+    j = np.clip(np.searchsorted(t, path.times), 1, max(t.size - 1, 1))
+    left = np.clip(j - 1, 0, t.size - 1)
+    right = np.clip(j, 0, t.size - 1)
+    near = np.where(np.abs(path.times - t[left]) <= np.abs(t[right] - path.times), left, right)
+    worst = float(np.max(np.abs(path.times - t[near])))
+    if worst > gap + 1e-6:
+        raise Pan360Error(f"the trajectory and the ground truth do not cover the same times "
+                          f"(a camera frame is {worst:.3f} s from every truth frame)")
+    rep = trajectory_report(path, yaw[near], pitch[near], switches, margin=margin)
+    return {**rep.as_dict(), "frames": len(path)}
 
 
 # ------------------------------------------------------------------------- annotated points

@@ -1,7 +1,7 @@
 """Camera paths: the per-frame virtual camera, its JSON file (version 1) and keyframe interpolation.
 
 A :class:`CameraPath` holds one pose per output frame (or, as read from a hand-written file, sparse
-keyframes). Angles are degrees with the conventions of ../shared/CONVENTIONS.md (ffmpeg ``v360``): yaw
+keyframes). Angles are degrees with the conventions of docs/CONVENTIONS.md (ffmpeg ``v360``): yaw
 in (-180, 180], positive to the viewer's right; pitch positive up; roll as v360.
 
 JSON version 1::
@@ -27,7 +27,8 @@ from numpy.typing import ArrayLike
 
 from . import sphere
 from .errors import Pan360Error
-from .geometry import View, v_fov_for
+from .geometry import View, check_fov, v_fov_for
+from .options import check_frame_size
 
 FORMAT_VERSION = 1
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
@@ -73,10 +74,7 @@ class CameraPath:
             raise Pan360Error(f"camera path: times must increase, but frame {i} is not after frame {i - 1}")
         if np.any(np.abs(arrays["pitch"]) > 90.0):
             raise Pan360Error("camera path: pitch must be within [-90, 90] degrees")
-        for name in ("h_fov", "v_fov"):
-            a = arrays[name]
-            if np.any((a <= 0.0) | (a >= 180.0)):
-                raise Pan360Error(f"camera path: {name} must be within (0, 180) degrees")
+        check_fov(arrays["h_fov"], arrays["v_fov"], "camera path")
         self.times = arrays["times"]
         self.yaw = sphere.wrap_yaw(arrays["yaw"])
         self.pitch = arrays["pitch"]
@@ -181,8 +179,7 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
         else:
             raise Pan360Error(f"{where}: missing key 'time' (or 'index')")
         h = _number(fr, "h_fov", where)
-        if not 0.0 < h < 180.0:
-            raise Pan360Error(f"{where}: 'h_fov' must be in (0, 180), got {h:g}")
+        check_fov(h, where=f"{where}: 'h_fov'")
         cols["time"].append(t)
         cols["yaw"].append(_number(fr, "yaw", where))
         cols["pitch"].append(_number(fr, "pitch", where))
@@ -195,6 +192,7 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     for i, p in enumerate(cols["pitch"]):
         if abs(p) > 90.0:
             raise Pan360Error(f"{source}: frame {i}: 'pitch' must be in [-90, 90], got {p:g}")
+    check_frame_size(width, height, f"{source}: output size")  # the bounds of --size
     return CameraPath(np.array(cols["time"]), np.array(cols["yaw"]), np.array(cols["pitch"]),
                       np.array(cols["roll"]), np.array(cols["h_fov"]), np.array(cols["v_fov"]),
                       width, height, fps)

@@ -1,36 +1,55 @@
-"""The three jobs of pan360 as Python functions: :func:`render`, :func:`saliency` and :func:`info`.
+"""The jobs of pan360 as Python functions: :func:`analyse`, :func:`render`, :func:`saliency`, :func:`info`.
 
-The CLI is a thin layer over these; every CLI flag is a keyword here.
+The CLI is a thin layer over these; every CLI flag is a keyword here. There is one pipeline:
 
-``render``: probe → saliency maps (spatial audio, …) → AUTOCAM-style trajectory → reprojected NFoV
-video with camera-following sound. ``saliency``: the maps as a heatmap over the equirect video.
-Outputs are written atomically; an existing output is replaced only with ``overwrite=True``.
+``analyse``: probe → audio → saliency maps (spatial audio, network, …) → AUTOCAM-style camera path,
+  everything a job needs before it writes anything. ``render``, ``saliency``, the benchmarks and the
+  evaluation scripts all start from it.
+``render``: the analysis, then the reprojected NFoV video with camera-following sound.
+``saliency``: the analysis' maps as a heatmap over the equirect video.
+
+Every option is checked before any work (:func:`check_options`). All outputs of a job are checked against
+its inputs and each other, claimed against concurrent runs, written as temporaries and moved into place
+together only when all of them succeeded (:class:`pan360.media.output.OutputSet`); an existing output
+is replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pan360 import geometry, visualize
 from pan360.errors import Pan360Error
-from pan360.media import AudioTrack, MediaInfo, atomic_output, check_output, probe, read_audio
+from pan360.media import AudioTrack, MediaInfo, aac_writable, probe, read_audio
+from pan360.media.output import OutputSet
+from pan360.options import MAX_SIDE, MIN_SIDE, check_frame_size, check_number, check_x264
 from pan360.paths import CameraPath, load_path, resample_path, save_path
-from pan360.render import render_video
-from pan360.saliency import MAP_SIZE, choose_source, compute_saliency, foa_from_track
+from pan360.progress import StageProgress, stage
+from pan360.rendering import render_video
+from pan360.sources import SaliencyOptions, choose_source, compute_saliency
 from pan360.spatial import camera_stereo
 from pan360.trajectory import TrajectoryOptions, plan_camera_path
 
-#: Progress callback: (stage name, done, total). Stages: "audio", "saliency", "trajectory", "render".
-Progress = Callable[[str, int, int], None]
 #: Messages for the user (fallbacks, choices made); the CLI prints them, the API collects them.
 Notify = Callable[[str], None]
 
-DEFAULT_FOV = 90.0  # horizontal degrees: wide enough to keep a source in view while the camera pans
+
+@dataclass
+class Analysis:
+    """What :func:`analyse` found: the input, its sound, where to look, and the camera path."""
+
+    info: MediaInfo
+    track: AudioTrack | None  # the decoded audio (None: the input has none)
+    source: str  # the saliency source used: "foa", "net", "fused", "none", or "path" (a given camera path)
+    maps: NDArray[np.float32] | None  # (T, H, W) saliency per video frame; None with a given path
+    path: CameraPath | None  # one entry per video frame; None when not planned (``plan=False``)
+    parts: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # maps behind ``maps`` ("foa", "net")
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,12 +73,6 @@ class SaliencyOutput:
     notes: list[str] = field(default_factory=list)
 
 
-def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(name, done, total)
-
-
 def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"1280x720"`` → (1280, 720); even, positive sides (yuv420p)."""
     if size is None or isinstance(size, tuple):
@@ -69,41 +82,138 @@ def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
         w, h = int(w_s), int(h_s)
     except ValueError:
         raise Pan360Error(f"--size must look like 1280x720, got {size!r}") from None
-    if w < 16 or h < 16 or w > 8192 or h > 8192:
-        raise Pan360Error(f"--size {size}: each side must be between 16 and 8192 pixels")
-    if w % 2 or h % 2:
-        raise Pan360Error(f"--size {size}: width and height must be even (H.264 yuv420p)")
+    check_frame_size(w, h, "--size")
     return w, h
 
 
-def _load_audio(info: MediaInfo, progress: Progress | None) -> AudioTrack | None:
-    if info.audio is None:
-        return None
-    return read_audio(info, progress=_stage(progress, "audio"))
+def check_options(*, size: str | tuple[int, int] | None = None, fov: float | None = None,
+                  max_speed: float | None = None, yaw_offset: float = 0.0, crf: float | None = None,
+                  preset: str | None = None, max_width: int | None = None) -> tuple[int, int] | None:
+    """Refuse a bad option before any work (one line naming the flag); returns the parsed ``size``."""
+    requested_size = parse_size(size)
+    if fov is not None:
+        geometry.check_fov(fov, where="--fov")
+    if max_speed is not None:
+        check_number(max_speed, "--max-speed", low=0.0, above=True)
+    check_number(yaw_offset, "--yaw-offset", low=-360.0, high=360.0)
+    if crf is not None or preset is not None:
+        check_x264(20 if crf is None else crf, "medium" if preset is None else preset)
+    if max_width is not None:
+        check_number(max_width, "--max-width", low=MIN_SIDE, high=MAX_SIDE)
+    return requested_size
 
 
-def _output_audio(info: MediaInfo, track: AudioTrack | None, path: CameraPath, foa_format: str,
-                  notify: Notify) -> tuple[NDArray[np.float32], int] | None:
-    """The output's sound: FOA becomes stereo that follows the camera; anything else passes through."""
+def camera_options(info: MediaInfo, *, fov: float | None = None, cuts: bool = False,
+                   max_speed: float | None = None) -> TrajectoryOptions:
+    """The planner's options for ``info``: the defaults, starting from the metadata's initial view."""
+    opts = TrajectoryOptions(h_fov=geometry.DEFAULT_FOV if fov is None else float(fov), cuts=cuts,
+                             initial_yaw=info.yaw, initial_pitch=info.pitch)
+    return opts if max_speed is None else replace(opts, max_speed=float(max_speed))
+
+
+def plan_path(info: MediaInfo, maps: NDArray[np.float32], options: TrajectoryOptions,
+              size: tuple[int, int] | None = None, progress: StageProgress | None = None) -> CameraPath:
+    """The camera path over ``maps`` at ``info``'s frame times, for an output of ``size`` (default: 16:9,
+    no larger than the input's native resolution at the field of view)."""
+    w, h = size or geometry.default_output_size(info.eye_width, options.h_fov)
+    return plan_camera_path(maps, info.frame_times, w, h, float(info.fps), options,
+                            progress=stage(progress, "trajectory"))
+
+
+def given_path(file: str | Path, info: MediaInfo, size: tuple[int, int] | None = None,
+               fov: float | None = None) -> CameraPath:
+    """A trajectory file (keyframes allowed) at ``info``'s frame times; ``size`` and ``fov`` replace the
+    file's (the vertical FOV then follows the output aspect, square pixels)."""
+    keyframes = load_path(file)
+    w, h = size or (keyframes.width, keyframes.height)
+    h_fov = keyframes.h_fov if fov is None else np.full(len(keyframes), float(fov))
+    v_fov = keyframes.v_fov
+    if fov is not None or (w, h) != (keyframes.width, keyframes.height):
+        v_fov = geometry.v_fov_for(h_fov, w, h)
+    keyframes = replace(keyframes, h_fov=h_fov, v_fov=v_fov, width=w, height=h)
+    return replace(resample_path(keyframes, info.frame_times), fps=float(info.fps))
+
+
+def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov: float | None = None,
+            path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
+            max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
+            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", plan: bool = True,
+            progress: StageProgress | None = None, notify: Notify | None = None) -> Analysis:
+    """Probe ``input``, decode its audio, compute its saliency maps and plan the camera path.
+
+    Keywords are :func:`render`'s (``weights`` may also be a loaded model); ``plan=False`` stops after the
+    maps. With ``path`` the camera path is that file's (resampled to the frame times) and no maps are
+    computed. Nothing is written.
+    """
+    notes: list[str] = []
+    say = _collector(notes, notify)
+    requested_size = check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset)
+    info = probe(input, projection=projection, stereo=stereo)
+    options = SaliencyOptions(saliency, weights=weights, device=device, foa_format=foa_format, yaw_offset=yaw_offset)
+    if path is None:
+        source, note = choose_source(info, options)  # refuse a missing source before decoding anything
+        if note:
+            say(note)
+    track = None if info.audio is None else read_audio(info, progress=stage(progress, "audio"))
+    if path is not None:
+        return Analysis(info, track, "path", None, given_path(path, info, requested_size, fov), notes=notes)
+    parts: dict[str, NDArray[np.float32]] = {}
+    maps = compute_saliency(source, info, track, options, progress=stage(progress, "saliency"), parts=parts)
+    cam = None
+    if plan:
+        cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
+                        requested_size, progress)
+    return Analysis(info, track, source, maps, cam, parts, notes)
+
+
+def output_files(input: str | Path, outputs: dict[str, str | Path | None], *, overwrite: bool,
+                 path: str | Path | None = None, weights: Any = None, notify: Notify | None = None) -> OutputSet:
+    """Every input and output of a render/saliency job: ``outputs`` maps flags to files (the first one
+    is the video); entering the set checks and claims them before any work, leaving commits them."""
+    files = OutputSet(overwrite=overwrite, notify=notify)
+    files.add_input(input, "video")
+    files.add_input(path, "--path")
+    from pan360.nn.weights import checkpoint_files  # no torch: only names
+
+    for f in checkpoint_files(weights):
+        files.add_input(f, "--weights")
+    for i, (flag, out) in enumerate(outputs.items()):
+        files.add_output(out, flag, video=i == 0)
+    return files
+
+
+def output_audio(track: AudioTrack | None, path: CameraPath | None, foa_format: str = "auto",
+                 notify: Notify | None = None) -> tuple[NDArray[np.float32], int] | None:
+    """The output's sound: with a camera ``path``, FOA becomes stereo that follows the camera; anything
+    else passes through, as far as AAC can carry it."""
     if track is None:
         return None
-    if track.samples.shape[0] == 4 and (track.ambisonic is not None or foa_format != "auto"):
-        foa = foa_from_track(track, foa_format)
-        stereo = camera_stereo(foa, track.sample_rate, path.times, path.yaw, path.pitch, roll=path.roll)
+    if path is not None and track.is_foa(foa_format):
+        stereo = camera_stereo(track.foa(foa_format), track.sample_rate, path.times, path.yaw, path.pitch,
+                               roll=path.roll)
         return stereo, track.sample_rate
-    if track.samples.shape[0] not in (1, 2, 4, 6):
-        notify(f"{track.samples.shape[0]}-channel audio cannot be written as AAC; keeping the first two channels")
-        return np.ascontiguousarray(track.samples[:2]), track.sample_rate
-    return track.samples, track.sample_rate
+    samples, note = aac_writable(track.samples)
+    if note and notify is not None:
+        notify(note)
+    return samples, track.sample_rate
+
+
+def _collector(notes: list[str], notify: Notify | None) -> Notify:
+    def say(msg: str) -> None:
+        notes.append(msg)
+        if notify is not None:
+            notify(msg)
+
+    return say
 
 
 def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int] | None = None,
            fov: float | None = None, crf: float = 20, preset: str = "medium", path: str | Path | None = None,
            trajectory_out: str | Path | None = None, plot: str | Path | None = None,
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
-           max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0, foa_format: str = "auto",
-           projection: str = "auto", stereo: str = "auto", progress: Progress | None = None,
-           notify: Notify | None = None) -> RenderResult:
+           max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
+           foa_format: str = "auto", projection: str = "auto", stereo: str = "auto",
+           progress: StageProgress | None = None, notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
     Parameters
@@ -127,119 +237,65 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     foa_format : "auto" (metadata, else ambiX), "ambix" or "fuma".
     projection, stereo : override what the metadata says ("equirect" forces equirect input; stereo
         "mono", "top-bottom" or "side-by-side").
+    progress : ``progress(stage, done, total)``, stages "audio", "saliency", "trajectory", "render".
+    notify : called with each message for the user (also collected in the result's ``notes``).
     """
-    notes: list[str] = []
-
-    def say(msg: str) -> None:
-        notes.append(msg)
-        if notify is not None:
-            notify(msg)
-
-    inputs = [Path(input)] + ([Path(path)] if path is not None else [])
-    outputs = [Path(output)] + [Path(p) for p in (trajectory_out, plot) if p is not None]
-    if len({o.resolve() for o in outputs}) != len(outputs):
-        raise Pan360Error("the output, --trajectory-out and --plot must be different files")
-    for o in outputs:  # fail before hours of work, not after
-        check_output(o, overwrite=overwrite, inputs=inputs)
-    requested_size = parse_size(size)
-    if fov is not None and not 1.0 <= fov <= 160.0:
-        raise Pan360Error(f"--fov must be between 1 and 160 degrees, got {fov:g}")
-
-    info = probe(input, projection=projection, stereo=stereo)
-    if path is None:
-        source, note = choose_source(saliency, info, weights)  # refuse a missing source before decoding anything
-        if note:
-            say(note)
-    track = _load_audio(info, progress)
-    maps: NDArray[np.float32] | None = None
-
-    if path is not None:
-        keyframes = load_path(path)
-        w, h = requested_size or (keyframes.width, keyframes.height)
-        if fov is not None:
-            keyframes.h_fov[:] = fov
-        if fov is not None or (w, h) != (keyframes.width, keyframes.height):
-            # a new size or FOV: the vertical FOV follows the output aspect (square pixels)
-            keyframes.v_fov = geometry.v_fov_for(keyframes.h_fov, w, h)
-        keyframes.width, keyframes.height = w, h
-        cam = resample_path(keyframes, info.frame_times)
-        cam.fps = float(info.fps)
-        source = "path"
-    else:
-        h_fov = DEFAULT_FOV if fov is None else fov
-        w, h = requested_size or geometry.default_output_size(info.eye_width, h_fov)
-        maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset,
-                                map_size=MAP_SIZE, progress=_stage(progress, "saliency"), weights=weights,
-                                device=device)
-        overrides: dict[str, float | bool] = {"h_fov": h_fov, "cuts": cuts,
-                                              "initial_yaw": info.yaw, "initial_pitch": info.pitch}
-        if max_speed is not None:
-            overrides["max_speed"] = max_speed
-        cam = plan_camera_path(maps, info.frame_times, w, h, float(info.fps), TrajectoryOptions(),
-                               progress=_stage(progress, "trajectory"), **overrides)
-
-    if info.audio is None:
-        say("the input has no audio: the output is silent")
-    audio = _output_audio(info, track, cam, foa_format, say)
-
-    with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
-        render_video(info, cam, tmp, crf=crf, preset=preset, audio=audio, device=device,
-                     progress=_stage(progress, "render"))
-    if trajectory_out is not None:
-        with atomic_output(trajectory_out, overwrite=overwrite, inputs=inputs) as tmp:
-            save_path(cam, tmp)
-    if plot is not None:
-        with atomic_output(plot, overwrite=overwrite, inputs=inputs) as tmp:
-            visualize.plot_trajectory(tmp, cam, maps, title=Path(input).name)
-    return RenderResult(Path(output), cam, source, notes)
+    check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset, crf=crf, preset=preset)
+    early: list[str] = []
+    files = output_files(input, {"-o": output, "--trajectory-out": trajectory_out, "--plot": plot},
+                         overwrite=overwrite, path=path, weights=weights, notify=_collector(early, notify))
+    with files:  # all outputs at once, or none
+        a = analyse(input, size=size, fov=fov, path=path, saliency=saliency, weights=weights, cuts=cuts,
+                    max_speed=max_speed, device=device, yaw_offset=yaw_offset, foa_format=foa_format,
+                    projection=projection, stereo=stereo, progress=progress, notify=notify)
+        a.notes[:0] = early
+        say = _collector(a.notes, notify)
+        cam = a.path
+        assert cam is not None  # analyse plans unless told not to
+        if a.info.audio is None:
+            say("the input has no audio: the output is silent")
+        audio = output_audio(a.track, cam, foa_format, say)
+        render_video(a.info, cam, files.temp(output), crf=crf, preset=preset, audio=audio, device=device,
+                     progress=stage(progress, "render"))
+        if trajectory_out is not None:
+            save_path(cam, files.temp(trajectory_out))
+        if plot is not None:
+            visualize.plot_trajectory(files.temp(plot), cam, a.maps, title=Path(input).name)
+    return RenderResult(Path(output), cam, a.source, a.notes)
 
 
 def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | None = None,
              plot: str | Path | None = None, saliency: str = "auto", weights: str | Path | None = None,
              device: str = "auto", crf: float = 23, preset: str = "medium", max_width: int = 1920,
              overwrite: bool = False, yaw_offset: float = 0.0, foa_format: str = "auto",
-             projection: str = "auto", stereo: str = "auto", progress: Progress | None = None,
+             projection: str = "auto", stereo: str = "auto", progress: StageProgress | None = None,
              notify: Notify | None = None) -> SaliencyOutput:
     """Write the equirect video with its saliency as a colour heatmap (same duration, with its audio).
 
     ``maps_out`` writes the raw maps (NPZ: ``maps`` (T, H, W), ``times``, ``yaw``/``pitch`` of the
     grid's pixel centres, ``source``); ``plot`` writes the planned camera yaw over the saliency.
-    The heatmap's colour scale is shared by the whole clip (quiet stretches look quiet).
+    The heatmap's colour scale is shared by the whole clip (quiet stretches look quiet). ``progress``
+    stages: "audio", "saliency", "trajectory" (with ``plot``), "heatmap".
     """
-    notes: list[str] = []
-
-    def say(msg: str) -> None:
-        notes.append(msg)
-        if notify is not None:
-            notify(msg)
-
-    inputs = [Path(input)]
-    outputs = [Path(output)] + [Path(p) for p in (maps_out, plot) if p is not None]
-    if len({o.resolve() for o in outputs}) != len(outputs):
-        raise Pan360Error("the output, --maps-out and --plot must be different files")
-    for o in outputs:
-        check_output(o, overwrite=overwrite, inputs=inputs)
-
-    info = probe(input, projection=projection, stereo=stereo)
-    source, note = choose_source(saliency, info, weights)
-    if note:
-        say(note)
-    track = _load_audio(info, progress)
-    maps = compute_saliency(source, info, track, foa_format=foa_format, yaw_offset=yaw_offset, map_size=MAP_SIZE,
-                            progress=_stage(progress, "saliency"), weights=weights, device=device)
-    with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
-        visualize.write_heatmap_video(info, maps, tmp, track=track, crf=crf, preset=preset, max_width=max_width,
-                                      progress=_stage(progress, "heatmap"))
-    if maps_out is not None:
-        with atomic_output(maps_out, overwrite=overwrite, inputs=inputs) as tmp:
-            visualize.save_maps(tmp, maps, info.frame_times, source)
-    if plot is not None:
-        w, h = geometry.default_output_size(info.eye_width, DEFAULT_FOV)
-        cam = plan_camera_path(maps, info.frame_times, w, h, float(info.fps), TrajectoryOptions(),
-                               initial_yaw=info.yaw, initial_pitch=info.pitch)
-        with atomic_output(plot, overwrite=overwrite, inputs=inputs) as tmp:
-            visualize.plot_trajectory(tmp, cam, maps, title=Path(input).name)
-    return SaliencyOutput(Path(output), maps, info.frame_times, source, notes)
+    check_options(yaw_offset=yaw_offset, crf=crf, preset=preset, max_width=max_width)
+    early: list[str] = []
+    files = output_files(input, {"-o": output, "--maps-out": maps_out, "--plot": plot}, overwrite=overwrite,
+                         weights=weights, notify=_collector(early, notify))
+    with files:  # all outputs at once, or none
+        a = analyse(input, saliency=saliency, weights=weights, device=device, yaw_offset=yaw_offset,
+                    foa_format=foa_format, projection=projection, stereo=stereo, plan=plot is not None,
+                    progress=progress, notify=notify)
+        a.notes[:0] = early
+        maps = a.maps
+        assert maps is not None  # no camera path was given
+        audio = output_audio(a.track, None, foa_format, _collector(a.notes, notify))
+        visualize.write_heatmap_video(a.info, maps, files.temp(output), audio=audio, crf=crf, preset=preset,
+                                      max_width=max_width, progress=stage(progress, "heatmap"))
+        if maps_out is not None:
+            visualize.save_maps(files.temp(maps_out), maps, a.info.frame_times, a.source)
+        if plot is not None and a.path is not None:
+            visualize.plot_trajectory(files.temp(plot), a.path, maps, title=Path(input).name)
+    return SaliencyOutput(Path(output), maps, a.info.frame_times, a.source, a.notes)
 
 
 def info(input: str | Path, *, projection: str = "auto", stereo: str = "auto") -> MediaInfo:

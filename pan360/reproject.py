@@ -21,7 +21,6 @@ integer factor, against aliasing.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import geometry as geo
+from .device import check_device, resolve_device
 from .errors import Pan360Error
 from .geometry import View
 
@@ -261,31 +261,17 @@ def _pole_in_frame(view: View, out_size: tuple[int, int], rorder: str) -> bool:
     return bool(np.any(near))
 
 
-def _cuda_available(forced: bool) -> bool:
-    """``torch.cuda.is_available()``, without importing torch (~1 s) on machines with no NVIDIA driver."""
-    if not forced and not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidiactl"):
-        return False
-    try:
-        import torch
-    except ImportError:  # torch is a dependency, but rendering on the CPU does not need it
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def _resolve(device: str, backend: str | None) -> tuple[str, str]:
-    if device not in ("auto", "cpu", "cuda"):
-        raise Pan360Error(f"unknown device {device!r}; use auto, cpu or cuda")
+    """(device, backend): torch on CUDA when it is there (or when asked for), else OpenCV on the CPU."""
+    check_device(device)
     if backend not in (None, "opencv", "torch"):
         raise Pan360Error(f"unknown render backend {backend!r}; use opencv or torch")
-    if device != "cpu" and (backend in (None, "torch")):
-        cuda = _cuda_available(forced=device == "cuda" or backend == "torch")
-        if device == "cuda" and not cuda:
-            raise Pan360Error("--device cuda was requested but no CUDA device is available")
-        if cuda:
-            return "cuda", "torch"
-    if device == "cuda":
-        raise Pan360Error("the opencv backend runs on the CPU only; use device cpu or the torch backend")
-    return "cpu", backend or "opencv"
+    if backend == "opencv":
+        if device == "cuda":
+            raise Pan360Error("the opencv backend runs on the CPU only; use device cpu or the torch backend")
+        return "cpu", "opencv"
+    resolved = resolve_device(device, quick=backend is None)
+    return resolved, backend or ("torch" if resolved == "cuda" else "opencv")
 
 
 class _TorchSampler:

@@ -1,6 +1,6 @@
 """Directions on the sphere: the one place that defines pan360's angle conventions.
 
-Conventions (../shared/CONVENTIONS.md, identical to ffmpeg ``v360``):
+Conventions (docs/CONVENTIONS.md, identical to ffmpeg ``v360``):
 
 - angles are degrees;
 - **yaw** in (-180, 180]: 0 is the centre column of the equirectangular frame, positive turns to the

@@ -3,7 +3,7 @@
 Input: saliency maps ``(T, H, W)`` on an equirect grid (pixel centres per :func:`sphere.equirect_angles`),
 one per video frame, with the frame times ``(T,)`` in seconds (any spacing). Maps carry an absolute
 scale: a near-zero map means nothing is sounding, so the camera holds. Output: a camera direction per
-frame (yaw, pitch in degrees, v360 convention; see ../shared/CONVENTIONS.md).
+frame (yaw, pitch in degrees, v360 convention; see docs/CONVENTIONS.md).
 
 Steps (Su et al., AUTOCAM, with the saliency computed on the sphere):
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -40,17 +39,17 @@ from scipy.ndimage import gaussian_filter1d
 
 from . import sphere
 from .errors import Pan360Error
-from .geometry import rotation_matrix, v_fov_for
+from pan360.progress import Progress
+from .geometry import DEFAULT_FOV, check_fov, rotation_matrix, v_fov_for
 from .paths import CameraPath
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class TrajectoryOptions:
     """Planner settings; angles in degrees, times in seconds, costs in seconds of fully captured saliency."""
 
-    h_fov: float = 90.0            # horizontal field of view of the output camera
+    h_fov: float = DEFAULT_FOV     # horizontal field of view of the output camera
     v_fov: float | None = None     # vertical field of view; None: from h_fov and aspect (square pixels)
     aspect: float = 16.0 / 9.0     # output width / height, only used to derive v_fov
     max_speed: float = 110.0       # bound on the camera's angular speed, °/s (the p99 target is 120)
@@ -78,9 +77,7 @@ class TrajectoryOptions:
         return float(v_fov_for(self.h_fov, self.aspect, 1.0))
 
     def check(self) -> None:
-        v = self.resolved_v_fov()
-        if not (0 < self.h_fov < 180 and 0 < v < 180):
-            raise Pan360Error(f"field of view must be in (0, 180) degrees, got {self.h_fov:g} x {v:g}")
+        check_fov(self.h_fov, self.resolved_v_fov(), "trajectory options")
         if self.max_speed <= 0 or self.step <= 0 or self.grid <= 0 or self.smooth < 0:
             raise Pan360Error("max_speed, step and grid must be positive and smooth non-negative")
         if not 0 <= self.pitch_limit <= 90:
@@ -221,13 +218,13 @@ def _clamp_speed(vec: np.ndarray, times: np.ndarray, max_speed: float) -> np.nda
 
 # ---------------------------------------------------------------------------------------- plan
 def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
-         progress: Progress | None = None, **overrides: Any) -> TrajectoryPlan:
+         progress: Progress | None = None) -> TrajectoryPlan:
     """Plan the camera for saliency ``maps`` (T, H, W) at frame ``times`` (T,); see the module doc.
 
-    ``overrides`` replace fields of ``options`` (e.g. ``cuts=True``). Non-finite or negative map values
-    count as 0. ``progress(done, total)`` is called as the work advances.
+    ``options`` default to :class:`TrajectoryOptions` (change fields with ``dataclasses.replace``).
+    Non-finite or negative map values count as 0. ``progress(done, total)`` is called as the work advances.
     """
-    opts = replace(options or TrajectoryOptions(), **overrides)
+    opts = options or TrajectoryOptions()
     opts.check()
     m, t = _check_inputs(maps, times)
     n_frames, h, w = m.shape
@@ -381,23 +378,11 @@ def _cut_frame(m: np.ndarray, t: np.ndarray, step_of: np.ndarray, k: int, w_a: n
     return int(frames[0] + split) if split < len(frames) else int(frames[-1] + 1)
 
 
-def plan_trajectory(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
-                    progress: Progress | None = None, **overrides: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Camera (yaw, pitch) per frame, degrees, for saliency ``maps`` at ``times``; see :func:`plan`.
-
-    Keywords are :class:`TrajectoryOptions` fields, e.g. ``plan_trajectory(maps, times, h_fov=75,
-    cuts=True)``.
-    """
-    p = plan(maps, times, options, progress=progress, **overrides)
-    return p.yaw, p.pitch
-
-
 def plan_camera_path(maps: ArrayLike, times: ArrayLike, width: int, height: int, fps: float,
-                     options: TrajectoryOptions | None = None, *, progress: Progress | None = None,
-                     **overrides: Any) -> CameraPath:
-    """A :class:`CameraPath` for an output of ``width`` x ``height`` at ``fps`` (aspect from the size)."""
-    opts = replace(options or TrajectoryOptions(), **overrides)
-    opts = replace(opts, aspect=width / height)
+                     options: TrajectoryOptions | None = None, *, progress: Progress | None = None) -> CameraPath:
+    """A :class:`CameraPath` for an output of ``width`` x ``height`` at ``fps`` (``options.aspect`` is
+    replaced by the size's)."""
+    opts = replace(options or TrajectoryOptions(), aspect=width / height)
     p = plan(maps, times, opts, progress=progress)
     t = np.asarray(times, dtype=np.float64).ravel()
     ones = np.ones(len(t))

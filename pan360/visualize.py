@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from pan360.media import AudioTrack, MediaInfo, VideoWriter, iter_frames
+from pan360.media import MediaInfo, VideoWriter, iter_frames
+from pan360.progress import Progress
 from pan360.paths import CameraPath
 from pan360.sphere import equirect_angles, equirect_solid_angle
 
@@ -42,12 +42,12 @@ def overlay_heatmap(frame: NDArray[np.uint8], saliency_map: NDArray[np.floating]
 
 
 def write_heatmap_video(info: MediaInfo, maps: NDArray[np.floating], output: str | Path, *,
-                        track: AudioTrack | None = None, crf: float = 23, preset: str = "medium",
-                        max_width: int = 1920, progress: Callable[[int, int], None] | None = None) -> None:
+                        audio: tuple[NDArray[np.float32], int] | None = None, crf: float = 23,
+                        preset: str = "medium", max_width: int = 1920, progress: Progress | None = None) -> None:
     """The equirect video (one eye, at most ``max_width`` wide) with the maps as a heatmap overlay.
 
-    Same frames and times as the input; the input's audio is kept (all channels when AAC can carry
-    them, so an ambisonic track stays ambisonic).
+    Same frames and times as the input. ``audio``: ``(samples (C, N), sample_rate)`` to write with it
+    (channels AAC can carry, :func:`pan360.media.aac_writable`), or None.
     """
     scale = map_scale(maps)
     w, h = info.eye_width, info.eye_height
@@ -55,12 +55,10 @@ def write_heatmap_video(info: MediaInfo, maps: NDArray[np.floating], output: str
         h = int(round(h * max_width / w))
         w = max_width
     w, h = w - w % 2, h - h % 2
-    audio = None if track is None else track.samples
-    if audio is not None and audio.shape[0] not in (1, 2, 4, 6):
-        audio = audio[:2]
+    samples, rate = audio if audio is not None else (None, None)
     n = info.n_frames
-    with VideoWriter(output, w, h, fps=info.fps, duration=info.duration, crf=crf, preset=preset, audio=audio,
-                     sample_rate=None if track is None else track.sample_rate) as writer:
+    with VideoWriter(output, w, h, fps=info.fps, duration=info.duration, crf=crf, preset=preset, audio=samples,
+                     sample_rate=rate) as writer:
         for i, (t, rgb) in enumerate(iter_frames(info, fmt="rgb24")):
             if rgb.shape[1] != w or rgb.shape[0] != h:
                 rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)

@@ -28,3 +28,12 @@ def write_drum_clip(path: Path, *, width: int, height: int, duration: float, sou
                   diffuse_noise_db=None, seed=2)
     write_scene(scene, path, preset="ultrafast")
     return path
+
+
+def assert_python_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (e.g. to see which modules an import pulls in); it must succeed."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

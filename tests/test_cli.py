@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pan360.media import VideoWriter, probe
+from pan360.nn.weights import bundled_weights
 from pan360.paths import load_path
-from pan360.saliency import bundled_weights
 from pan360.synthetic import Scene, SceneObject, write_scene
 
 

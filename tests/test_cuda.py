@@ -21,9 +21,9 @@ from pan360.media import probe, read_audio  # noqa: E402
 from pan360.nn.model import SoundLocalizer  # noqa: E402
 from pan360.nn.weights import load_model  # noqa: E402
 from pan360.paths import CameraPath  # noqa: E402
-from pan360.render import render_video  # noqa: E402
+from pan360.rendering import render_video  # noqa: E402
 from pan360.reproject import Renderer  # noqa: E402
-from pan360.saliency.network import network_maps, plan_analysis  # noqa: E402
+from pan360.sources.network import network_maps, plan_analysis  # noqa: E402
 from conftest import write_drum_clip  # noqa: E402
 
 

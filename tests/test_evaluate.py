@@ -1,8 +1,7 @@
-"""cIoU / AUC against hand-computed cases, the concat-and-localize protocol, trajectory metrics."""
+"""cIoU / AUC against hand-computed cases and the concat-and-localize protocol."""
 
 from __future__ import annotations
 
-import json
 import wave
 from pathlib import Path
 
@@ -12,13 +11,21 @@ import pytest
 import torch
 from torch import nn
 
-from pan360 import sphere
 from pan360.errors import Pan360Error
-from pan360.nn.evaluate import (SMALL_OBJECT_THRESHOLD, ciou, concat_and_localize, concat_gt, concat_plan,
-                                consensus_map, evaluate_pairs, half_share, _peak_inside, success_and_auc, trajectory_metrics)
-from pan360.nn.model import ModelConfig, SoundLocalizer, preprocess_frames, sound_window
-from pan360.paths import CameraPath, save_path
-from pan360.synthetic import Scene, SceneObject, ground_truth, write_ground_truth
+from pan360.nn.evaluate import (
+    SMALL_OBJECT_THRESHOLD,
+    _peak_inside,
+    ciou,
+    concat_and_localize,
+    concat_gt,
+    concat_plan,
+    evaluate_pairs,
+    half_share,
+    success_and_auc,
+)
+from pan360.nn.inputs import preprocess_frames, sound_window
+from pan360.nn.model import ModelConfig, SoundLocalizer
+from pan360.nn.pairs import boxes_map
 
 
 # ------------------------------------------------------------------------------ cIoU and AUC
@@ -62,7 +69,7 @@ def test_success_and_auc_by_hand() -> None:
 
 
 def test_consensus_map_as_lvs() -> None:
-    g = consensus_map([(0, 0, 128, 128), (0, 0, 256, 128)], size=8, box_scale=256)
+    g = boxes_map([(0, 0, 128, 128), (0, 0, 256, 128)], 8, 8, 8 / 256, 8 / 256, annotators=2.0)
     assert g[0, 0] == 1.0 and g[0, 7] == 0.5 and g[7, 0] == 0.0  # overlap 2/2, one annotator 1/2
     assert g.sum() == pytest.approx(16 * 1.0 + 16 * 0.5)
 
@@ -183,7 +190,7 @@ def test_evaluate_pairs_on_concatenated_folders_as_training_does(tmp_path: Path)
     """Training evaluates a ConcatDataset of pair folders on its first annotated pairs, in train mode."""
     from torch.utils.data import ConcatDataset
 
-    from pan360.training.data import PairFolderDataset
+    from pan360.nn.pairs import PairFolderDataset
 
     torch.manual_seed(0)
     model = SoundLocalizer(arch="small").train()
@@ -204,38 +211,3 @@ def test_evaluate_pairs_on_concatenated_folders_as_training_does(tmp_path: Path)
     assert _peak_inside(att, gt) == 1.0
     att = np.roll(att, 4, axis=1)
     assert _peak_inside(att, gt) == 0.0
-
-
-# ----------------------------------------------------------------------------- trajectories
-def test_trajectory_metrics_against_truth_file(tmp_path: Path) -> None:
-    scene = Scene(width=256, height=128, fps=10.0, duration=4.0,
-                  objects=(SceneObject("drum", 60.0, 0.0), SceneObject("bell", -120.0, 10.0)),
-                  schedule=((0, 0.0, 2.0), (1, 2.0, 3.0), (0, 3.5, 4.0)))
-    gt = ground_truth(scene)
-    truth = tmp_path / "truth.json"
-    write_ground_truth(gt, truth)
-    t = gt.times
-    follow = np.where(t < 2.0, 60.0, -120.0)
-    exact = CameraPath(t, follow, np.where(t < 2.0, 0.0, 10.0), 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
-    save_path(exact, tmp_path / "exact.json")
-    rep = trajectory_metrics(tmp_path / "exact.json", truth)
-    # switches at 2, 3 and 3.5 s (silence 3-3.5); scored: frames farther than 0.5 s from them with a
-    # source: 0-1.4 s (15 frames) only
-    assert rep["frames_scored"] == 15 and rep["frames"] == 40
-    assert rep["in_view"] == 1.0 and rep["mean_angular_error"] == pytest.approx(0.0, abs=1e-3)
-    assert rep["max_speed"] == pytest.approx(10 * float(sphere.angular_distance(60, 0, -120, 10)), rel=1e-3)
-    rep = trajectory_metrics(tmp_path / "exact.json", truth, margin=0.05)  # 0-1.9, 2.1-2.9, 3.6-3.9 (follow: drum)
-    assert rep["frames_scored"] == 20 + 9 + 4 and rep["in_view"] == pytest.approx(29 / 33)
-    away = CameraPath(t, 0 * t - 120.0, 0 * t, 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
-    save_path(away, tmp_path / "away.json")
-    rep = trajectory_metrics(tmp_path / "away.json", truth)
-    assert rep["in_view"] == 0.0 and rep["max_speed"] == 0.0
-    rep = trajectory_metrics(tmp_path / "away.json", truth, margin=0.05)
-    assert rep["in_view"] == pytest.approx(9 / 33)  # the bell at (-120, 10) is in view: 2.1-2.9 s
-    late = CameraPath(t + 5.0, follow, 0 * t, 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
-    save_path(late, tmp_path / "late.json")
-    with pytest.raises(Pan360Error, match="same times"):
-        trajectory_metrics(tmp_path / "late.json", truth)
-    (tmp_path / "bad.json").write_text(json.dumps({"frames": [{"yaw": 1}]}))
-    with pytest.raises(Pan360Error):
-        trajectory_metrics(tmp_path / "exact.json", tmp_path / "bad.json")

@@ -17,12 +17,13 @@ import torch
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.media import AudioTrack, VideoWriter
+from pan360.nn.inputs import resample_audio, sound_window
 from pan360.nn.losses import attention_ce_loss, semi_supervised_loss
-from pan360.nn.model import ModelConfig, resample_audio, sound_window
-from pan360.saliency.network import mono_audio
+from pan360.nn.model import ModelConfig
+from pan360.nn.pairs import mono_of
 from pan360.spatial.ambisonics import ambix_to_fuma, encode_foa
 from pan360.training import VideoFolderDataset, augment, collate, open_datasets
-from pan360.training.data import mono_of, teacher_grid
+from pan360.training.data import teacher_grid
 from test_cli import run_cli
 
 CFG = ModelConfig.for_arch("small")  # 160x320 input → a 10x20 grid of 18° cells
@@ -142,8 +143,8 @@ def test_fuma_and_ambix_give_the_same_mono_and_map(clip: Path, monkeypatch: pyte
     ambix = {i: ambix_ds[i] for i in (0, 2)}  # decoded now, before read_audio is replaced below
     track = media.read_audio(ambix_ds.infos[0])
     assert track.ambisonic == "ambix"
-    # exactly the window inference hears (mono_audio of the track, resampled once, the same window)
-    mono = resample_audio(mono_audio(track), track.sample_rate, CFG.sample_rate)
+    # exactly the window inference hears (the track's mono, resampled once, the same window)
+    mono = resample_audio(track.mono(), track.sample_rate, CFG.sample_rate)
     for i, a in ambix.items():
         t = float(ambix_ds.infos[0].frame_times[ambix_ds.index[i][1]])
         assert np.array_equal(a["waveform"].numpy(), sound_window(mono, CFG.sample_rate, t, CFG)[0])

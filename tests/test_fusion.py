@@ -7,7 +7,7 @@ import pytest
 
 from pan360 import sphere
 from pan360.errors import Pan360Error
-from pan360.saliency.fusion import BETA, CONE, fuse_maps, net_contrast
+from pan360.sources.fusion import BETA, CONE, fuse_maps, net_contrast
 
 H, W = 64, 128
 VEC = sphere.equirect_vectors(W, H)
@@ -92,7 +92,7 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def test_foa_weight_follows_directness() -> None:
-    from pan360.saliency.fusion import D_HIGH, D_LOW, foa_weight
+    from pan360.sources.fusion import D_HIGH, D_LOW, foa_weight
 
     d = np.array([0.0, D_LOW, (D_LOW + D_HIGH) / 2, D_HIGH, 0.95, np.nan])
     np.testing.assert_allclose(foa_weight(d), [0.0, 0.0, 0.5, 1.0, 1.0, 1.0])

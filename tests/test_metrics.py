@@ -1,14 +1,26 @@
-"""Trajectory metrics: in-view (v360 gnomonic geometry), angular error, speed, report."""
+"""Trajectory metrics: in-view (v360 gnomonic geometry), angular error, speed, report, truth files."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pan360 import sphere
+from pan360.errors import Pan360Error
 from pan360.geometry import View, dir_to_view_pixel
-from pan360.metrics import angular_error, angular_speed, in_view, scored_frames, trajectory_report
-from pan360.paths import CameraPath
+from pan360.metrics import (
+    angular_error,
+    angular_speed,
+    in_view,
+    scored_frames,
+    trajectory_metrics,
+    trajectory_report,
+)
+from pan360.paths import CameraPath, save_path
+from pan360.synthetic import Scene, SceneObject, ground_truth, write_ground_truth
 
 
 def fixed(yaw=0.0, pitch=0.0, roll=0.0, h=90.0, v=58.7155, n=1, fps=30.0) -> CameraPath:
@@ -76,3 +88,37 @@ def test_report_excludes_switch_windows():
     assert rep.mean_angular_error == pytest.approx(120.0 * (t[keep] >= 1.5).mean())
     full = trajectory_report(p, true_yaw, np.zeros(n))
     assert full.frames_scored == n and full.as_dict()["in_view"] == pytest.approx(0.5)
+
+
+def test_trajectory_metrics_against_truth_file(tmp_path: Path) -> None:
+    scene = Scene(width=256, height=128, fps=10.0, duration=4.0,
+                  objects=(SceneObject("drum", 60.0, 0.0), SceneObject("bell", -120.0, 10.0)),
+                  schedule=((0, 0.0, 2.0), (1, 2.0, 3.0), (0, 3.5, 4.0)))
+    gt = ground_truth(scene)
+    truth = tmp_path / "truth.json"
+    write_ground_truth(gt, truth)
+    t = gt.times
+    follow = np.where(t < 2.0, 60.0, -120.0)
+    exact = CameraPath(t, follow, np.where(t < 2.0, 0.0, 10.0), 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
+    save_path(exact, tmp_path / "exact.json")
+    rep = trajectory_metrics(tmp_path / "exact.json", truth)
+    # switches at 2, 3 and 3.5 s (silence 3-3.5); scored: frames farther than 0.5 s from them with a
+    # source: 0-1.4 s (15 frames) only
+    assert rep["frames_scored"] == 15 and rep["frames"] == 40
+    assert rep["in_view"] == 1.0 and rep["mean_angular_error"] == pytest.approx(0.0, abs=1e-3)
+    assert rep["max_speed"] == pytest.approx(10 * float(sphere.angular_distance(60, 0, -120, 10)), rel=1e-3)
+    rep = trajectory_metrics(tmp_path / "exact.json", truth, margin=0.05)  # 0-1.9, 2.1-2.9, 3.6-3.9 (follow: drum)
+    assert rep["frames_scored"] == 20 + 9 + 4 and rep["in_view"] == pytest.approx(29 / 33)
+    away = CameraPath(t, 0 * t - 120.0, 0 * t, 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
+    save_path(away, tmp_path / "away.json")
+    rep = trajectory_metrics(tmp_path / "away.json", truth)
+    assert rep["in_view"] == 0.0 and rep["max_speed"] == 0.0
+    rep = trajectory_metrics(tmp_path / "away.json", truth, margin=0.05)
+    assert rep["in_view"] == pytest.approx(9 / 33)  # the bell at (-120, 10) is in view: 2.1-2.9 s
+    late = CameraPath(t + 5.0, follow, 0 * t, 0 * t, 90 + 0 * t, 60 + 0 * t, 640, 360, 10.0)
+    save_path(late, tmp_path / "late.json")
+    with pytest.raises(Pan360Error, match="same times"):
+        trajectory_metrics(tmp_path / "late.json", truth)
+    (tmp_path / "bad.json").write_text(json.dumps({"frames": [{"yaw": 1}]}))
+    with pytest.raises(Pan360Error):
+        trajectory_metrics(tmp_path / "exact.json", tmp_path / "bad.json")

@@ -11,15 +11,13 @@ import torch
 from scipy.signal import resample_poly
 
 from pan360.errors import Pan360Error
+from pan360.nn.inputs import preprocess_frames, resample_audio, sound_window
 from pan360.nn.model import (
     ModelConfig,
     SoundLocalizer,
     conv8_receptive_fields,
     conv8_steps,
     min_window_samples,
-    preprocess_frames,
-    resample_audio,
-    sound_window,
 )
 
 SR = 22050

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-import pan360.saliency as saliency
+import pan360.nn.weights as nn_weights
+import pan360.sources as sources
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.media import AudioTrack, iter_frames, probe, read_audio
 from pan360.nn.model import SoundLocalizer
 from pan360.nn.weights import save_checkpoint
-from pan360.saliency.network import (analysis_indices, attention_to_maps, input_size, mono_audio, network_input_rgb,
-                                     network_maps, window_power)
+from pan360.sources import SaliencyOptions
+from pan360.sources.network import (analysis_indices, attention_to_maps, input_size, network_input_rgb, network_maps,
+                                     window_power)
 from conftest import write_drum_clip
 
 AREA = sphere.equirect_solid_angle(128, 64)
@@ -56,7 +58,7 @@ def test_maps_of_a_clip_on_cpu(clip: Path, model: CountingLocalizer) -> None:
     assert list(idx) == [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 59]
     assert model.encoded == len(idx)  # 0.2 s apart: no two frames share a sound window
     mass = (maps * AREA).sum(axis=(1, 2))
-    power = window_power(mono_audio(track), track.sample_rate, info.frame_times)
+    power = window_power(track.mono(), track.sample_rate, info.frame_times)
     assert np.all(mass[idx] <= power[idx] * (1 + 1e-4))  # power x confidence, confidence <= 1
     sounding = power[idx] > 1e-4  # the drum's hits
     assert sounding.sum() >= 3 and np.all(mass[idx][sounding] > 0)
@@ -105,30 +107,32 @@ def test_frame_conversion_matches_the_decoder(clip: Path) -> None:
 
 def test_mono_and_power() -> None:
     x = np.random.default_rng(0).standard_normal((4, 4800)).astype(np.float32)
-    assert np.array_equal(mono_audio(AudioTrack(x, 48000, "quad", "ambix")), x[0])
-    assert np.allclose(mono_audio(AudioTrack(x[:2], 48000, "stereo", None)), x[:2].mean(axis=0))
-    fuma = mono_audio(AudioTrack(x, 48000, "quad", "fuma"))
+    assert np.array_equal(AudioTrack(x, 48000, "quad", "ambix").mono(), x[0])
+    assert np.allclose(AudioTrack(x[:2], 48000, "stereo", None).mono(), x[:2].mean(axis=0))
+    fuma = AudioTrack(x, 48000, "quad", "fuma").mono()
     assert np.allclose(fuma, x[0] * np.sqrt(2), rtol=1e-5)  # FuMa W is -3 dB
+    assert np.allclose(AudioTrack(x, 48000, "quad", "ambix").mono("fuma"), fuma)  # the format forced
+    assert np.allclose(AudioTrack(x, 48000, "4 channels", None).mono(), x.mean(axis=0))  # not ambisonic
     sine = np.sin(np.arange(48000) * 2 * np.pi * 440 / 48000).astype(np.float32)
     assert window_power(sine, 48000, np.array([0.5])) == pytest.approx([0.5], rel=1e-2)
     assert window_power(sine, 48000, np.array([5.0])) == [0.0]
 
 
 def test_sources_registered(clip: Path, model: CountingLocalizer, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(saliency, "WEIGHTS_DIRS", (tmp_path / "no-weights",))
+    monkeypatch.setattr(nn_weights, "WEIGHTS_DIRS", (tmp_path / "no-weights",))
     info = probe(clip)
-    assert saliency.choose_source("auto", info) == ("foa", None)
-    assert saliency.choose_source("auto", info, weights=model) == ("fused", None)
+    assert sources.choose_source(info) == ("foa", None)
+    assert sources.choose_source(info, SaliencyOptions(weights=model)) == ("fused", None)
     with pytest.raises(Pan360Error, match="weights"):
-        saliency.choose_source("net", info)
+        sources.choose_source(info, SaliencyOptions("net"))
     ckpt = save_checkpoint(tmp_path / "ckpt", model)
     track = read_audio(info)
-    net = saliency.compute_saliency("net", info, track, weights=ckpt, device="cpu")
+    net = sources.compute_saliency("net", info, track, SaliencyOptions(weights=ckpt, device="cpu"))
     direct = network_maps(model, info, track, device="cpu")
     assert np.allclose(net, direct, rtol=1e-4, atol=1e-10)  # the checkpoint is the same model
-    foa = saliency.compute_saliency("foa", info, track)
+    foa = sources.compute_saliency("foa", info, track)
     seen: list[tuple[int, int]] = []
-    fused = saliency.compute_saliency("fused", info, track, weights=model, device="cpu",
+    fused = sources.compute_saliency("fused", info, track, SaliencyOptions(weights=model, device="cpu"),
                                       progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (120, 120) and all(t == 120 for _, t in seen)
     assert fused.shape == foa.shape and np.all(fused[foa == 0] == 0)
@@ -153,23 +157,11 @@ def test_sources_registered(clip: Path, model: CountingLocalizer, tmp_path: Path
             for p in s.encode(None):
                 dst.mux(p)
     sinfo = probe(stereo)
-    src, note = saliency.choose_source("auto", sinfo, weights=model)
+    src, note = sources.choose_source(sinfo, SaliencyOptions(weights=model))
     assert src == "net" and "not spatial" in note and "network alone" in note
-    src, note = saliency.choose_source("auto", sinfo)
+    src, note = sources.choose_source(sinfo)
     assert src == "none" and "weights" in note
     with pytest.raises(Pan360Error, match="4-channel"):
-        saliency.choose_source("fused", sinfo, weights=model)
-    maps = saliency.compute_saliency("net", sinfo, read_audio(sinfo), weights=model, device="cpu")
+        sources.choose_source(sinfo, SaliencyOptions("fused", weights=model))
+    maps = sources.compute_saliency("net", sinfo, read_audio(sinfo), SaliencyOptions(weights=model, device="cpu"))
     assert maps.shape == (sinfo.n_frames, 64, 128) and (maps[30] * AREA).sum() > 0
-
-
-def test_bundled_weights_found_in_checkout_then_install_prefix(tmp_path: Path, monkeypatch) -> None:
-    checkout, installed = tmp_path / "checkout", tmp_path / "share"
-    installed.mkdir()
-    for name in ("b.safetensors", "a.safetensors"):
-        (installed / name).write_bytes(b"")
-    monkeypatch.setattr(saliency, "WEIGHTS_DIRS", (checkout, installed))
-    assert saliency.bundled_weights() == installed / "a.safetensors"  # first by name
-    checkout.mkdir()
-    (checkout / "z.safetensors").write_bytes(b"")
-    assert saliency.bundled_weights() == checkout / "z.safetensors"  # the checkout wins

@@ -36,7 +36,8 @@ from pan360.nn.efficientnet import (
     lite0_weights_path,
     load_lite0,
 )
-from pan360.nn.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, SoundLocalizer, soundnet_layers, sound_window
+from pan360.nn.inputs import IMAGENET_MEAN, IMAGENET_STD, sound_window
+from pan360.nn.model import ModelConfig, SoundLocalizer, soundnet_layers
 from pan360.nn.soundnet import (
     BN_EPS,
     SOUND8_KERNELS,
@@ -308,7 +309,7 @@ def test_real_sound8_converts_strictly_and_runs(real_sound8) -> None:
 
 def _mono(path: Path) -> np.ndarray:
     from pan360.media import read_audio
-    from pan360.nn.model import resample_audio
+    from pan360.nn.inputs import resample_audio
 
     track = read_audio(path)
     x = track.samples
@@ -436,7 +437,7 @@ def test_same_conv_pads_like_tensorflow(size, kernel, stride, pads) -> None:
 @needs_lite0
 def test_real_lite0_matches_the_package_model() -> None:
     elp = pytest.importorskip("efficientnet_lite_pytorch")
-    from pan360.nn.model import safe_torch_load
+    from pan360.nn.weights import safe_torch_load
 
     raw = safe_torch_load(lite0_weights_path())
     ref = elp.EfficientNet.from_name("efficientnet-lite0")

@@ -13,7 +13,7 @@ import pytest
 from pan360 import geometry as geo
 from pan360.errors import Pan360Error
 from pan360.geometry import View
-from pan360.render import render_video
+from pan360.rendering import render_video
 from pan360.reproject import Renderer
 
 

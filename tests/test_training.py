@@ -19,19 +19,17 @@ from pan360 import synthetic
 from pan360.errors import Pan360Error
 from pan360.nn.evaluate import annotated_indices
 from pan360.nn.model import ModelConfig, SoundLocalizer
+from pan360.nn.pairs import PairFolderDataset, load_mono, mono_of, read_flickr_xml
 from pan360.nn.weights import load_model
 from pan360.training import (
-    PairFolderDataset,
     VideoFolderDataset,
     augment,
     collate,
     load_config,
     negative_indices,
     open_datasets,
-    read_flickr_xml,
     train,
 )
-from pan360.training.data import load_mono, mono_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 import make_dataset  # noqa: E402
@@ -243,19 +241,12 @@ def test_train_loss_falls_checkpoints_and_resume(tmp_path: Path) -> None:
     assert [c.name for c in ckpts] == ["step_0000005.safetensors", "step_0000010.safetensors",
                                        "step_0000015.safetensors", "step_0000016.safetensors"][-3:]
     assert ckpts[-1].with_suffix(".train.pt").exists()
-    # an older version logged `n` as `samples`: the resumed run's eval.csv keeps one, current, header
-    old = _rows(out / "eval.csv")
-    with open(out / "eval.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["step", "ciou_success", "auc", "mean_ciou", "hit_rate", "samples"])
-        w.writeheader()
-        w.writerows({**{k: v for k, v in r.items() if k != "n"}, "samples": r["n"]} for r in old)
     # resume from the run folder: continues at step 17, appends to the log
     train(steps=18, resume=str(out), eval_every=9, **{k: v for k, v in common.items() if k != "eval_every"})
     rows = _rows(out / "log.csv")
     assert [int(r["step"]) for r in rows][-3:] == [16, 17, 18]
     evals = _rows(out / "eval.csv")
     assert [int(r["step"]) for r in evals] == [8, 16, 18] and all(int(r["n"]) == 4 for r in evals)
-    assert "samples" not in evals[0]
     assert json.loads((out / "model.json").read_text())["step"] == 18
 
 

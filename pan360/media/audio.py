@@ -13,7 +13,6 @@ Vorbis "quad" keeps its order too (the W channel of the real WebM clips is chann
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,9 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
+from pan360.progress import Progress
 from pan360.media.probe import (
     MediaInfo,
     ambisonic_kind,
+    is_foa_layout,
     open_input,
     select_audio_stream,
     select_video_stream,
@@ -61,6 +62,30 @@ class AudioTrack:
     def duration(self) -> float:
         """Length in seconds."""
         return self.samples.shape[1] / self.sample_rate
+
+    def is_foa(self, foa_format: str = "auto") -> bool:
+        """Whether the track is read as first-order ambisonics (:func:`pan360.media.probe.is_foa_layout`)."""
+        return is_foa_layout(self.channels, self.ambisonic, foa_format)
+
+    def foa(self, foa_format: str = "auto") -> NDArray[np.float32]:
+        """The ambiX (ACN/SN3D) (4, N) signal of a 4-channel track: FuMa is converted (its W, 3 dB down,
+        is scaled by √2); ``foa_format`` ("ambix" / "fuma") overrides the metadata."""
+        if self.channels != 4:
+            raise Pan360Error(
+                f"spatial audio needs 4 channels (first-order ambisonics), this track has {self.channels}")
+        is_foa_layout(4, self.ambisonic, foa_format)  # validates foa_format
+        if (self.ambisonic if foa_format == "auto" else foa_format) == "fuma":
+            from pan360.spatial.ambisonics import fuma_to_ambix
+
+            return fuma_to_ambix(self.samples)
+        return np.ascontiguousarray(self.samples, dtype=np.float32)
+
+    def mono(self, foa_format: str = "auto") -> NDArray[np.float32]:
+        """(N,) mono signal, as every mono consumer (network inference and training) hears it: the W
+        (omni) channel of FOA in SN3D, else the mean of the channels."""
+        if self.is_foa(foa_format):
+            return np.ascontiguousarray(self.foa(foa_format)[0])
+        return np.ascontiguousarray(np.asarray(self.samples, dtype=np.float32).mean(axis=0))
 
 
 #: NumPy dtypes of FFmpeg's sample formats (planar ones end in "p").
@@ -112,7 +137,7 @@ def _video_start(container, path: Path) -> float | None:
 def read_audio(
     source: MediaInfo | str | Path,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> AudioTrack:
     """Decode the whole audio track of a file.
 

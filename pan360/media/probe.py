@@ -50,7 +50,7 @@ class AudioInfo:
     """The audio stream used by pan360 (the default/best one of the file).
 
     ``ambisonic`` is "ambix" (ACN/SN3D), "fuma" or None; a 4-channel stream without spatial-audio
-    metadata is "ambix" (../shared/CONVENTIONS.md).
+    metadata is "ambix" (docs/CONVENTIONS.md).
     """
 
     codec: str
@@ -59,6 +59,10 @@ class AudioInfo:
     layout: str
     ambisonic: str | None
     stream_index: int
+
+    def is_foa(self, foa_format: str = "auto") -> bool:
+        """Whether this stream is read as first-order ambisonics (:func:`is_foa_layout`)."""
+        return is_foa_layout(self.channels, self.ambisonic, foa_format)
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +145,19 @@ def select_audio_stream(container: av.container.InputContainer) -> av.audio.stre
         return None
     defaults = [s for s in streams if int(s.disposition) & int(av.stream.Disposition.default)]
     return (defaults or streams)[0]
+
+
+#: How a 4-channel track is read: "auto" (its metadata, else ambiX), or forced to "ambix" / "fuma".
+FOA_FORMATS = ("auto", "ambix", "fuma")
+
+
+def is_foa_layout(channels: int, ambisonic: str | None, foa_format: str = "auto") -> bool:
+    """Whether audio is read as first-order ambisonics: 4 channels that probing recognised as ambisonic
+    (:func:`ambisonic_kind`), or any 4 channels when ``foa_format`` forces a format. The one rule for
+    inference and training alike."""
+    if foa_format not in FOA_FORMATS:
+        raise Pan360Error(f"unknown FOA format {foa_format!r}; use {', '.join(FOA_FORMATS)}")
+    return channels == 4 and (ambisonic is not None or foa_format != "auto")
 
 
 def ambisonic_kind(channels: int, layout: str, metadata: dict[str, str]) -> str | None:

@@ -1,11 +1,11 @@
-"""Decoding one eye of a 360° video with its timestamps, and writing H.264 + AAC MP4 files.
+"""Decoding one eye of a 360° video with its timestamps, and writing H.264 + AAC (MP4, M4V, MOV, MKV).
 
 All decoding and encoding happens in process through PyAV.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -15,11 +15,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
+from pan360.options import check_x264
+from pan360.progress import Progress
 from pan360.media.probe import MediaInfo, open_input
 
 Planes = tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint8]]
 FrameData = NDArray[np.uint8] | Planes
-Progress = Callable[[int, int], None] | None
 
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
@@ -55,7 +56,7 @@ def iter_frames(
     *,
     fmt: str = "yuv420p",
     threads: int = 0,
-    progress: Progress = None,
+    progress: Progress | None = None,
 ) -> Iterator[tuple[float, FrameData]]:
     """Decode the selected eye of every video frame, in display order.
 
@@ -121,15 +122,42 @@ def iter_frames(
         container.close()
 
 
-_AAC_LAYOUTS = {1: "mono", 2: "stereo", 4: "4.0", 6: "5.1"}
+#: The channel counts AAC output carries, with the FFmpeg layout each is written as.
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 4: "4.0", 6: "5.1"}
+
+
+def aac_writable(samples: NDArray[np.float32]) -> tuple[NDArray[np.float32], str | None]:
+    """``samples`` (C, N) as AAC can carry them: unchanged for the channel counts of :data:`AAC_LAYOUTS`,
+    else the first two channels, with a note for the user saying so (else None)."""
+    channels = samples.shape[0]
+    if channels in AAC_LAYOUTS:
+        return samples, None
+    return (np.ascontiguousarray(samples[:2]),
+            f"{channels}-channel audio cannot be written as AAC; keeping the first two channels")
+
+
+#: The containers pan360 writes H.264 + AAC into, by output extension (FFmpeg muxer names).
+CONTAINERS = {".mp4": "mp4", ".m4v": "ipod", ".mov": "mov", ".mkv": "matroska"}
+
+
+def container_for(path: str | Path) -> str:
+    """The FFmpeg muxer for an output named ``path`` (:data:`CONTAINERS`); a one-line Pan360Error for
+    any other extension (WebM, for one, cannot carry H.264/AAC: it needs VP8/VP9 and Opus/Vorbis)."""
+    ext = Path(path).suffix.lower()
+    if ext in CONTAINERS:
+        return CONTAINERS[ext]
+    why = ": WebM needs VP8/VP9 video and Opus/Vorbis audio" if ext == ".webm" else ""
+    raise Pan360Error(f"cannot write a video named {Path(path).name}{why}; pan360 writes H.264 + AAC as "
+                      f"{', '.join(CONTAINERS)}")
 
 
 class VideoWriter:
-    """H.264 (libx264, yuv420p) MP4 with optional AAC audio, written frame by frame.
+    """H.264 (libx264, yuv420p) with optional AAC audio, written frame by frame, in the container the
+    extension names (:func:`container_for`: MP4, M4V, MOV or Matroska).
 
     Parameters
     ----------
-    path : output file (normally the temporary path of :func:`atomic_output`); MP4 with faststart.
+    path : output file (normally the temporary path of :func:`atomic_output`); MP4/M4V/MOV with faststart.
     width, height : frame size in pixels (even numbers, a yuv420p requirement).
     fps : nominal frame rate (stream metadata and x264 rate control); the real timing comes from the
         times given to :meth:`write`, so variable frame rate is preserved.
@@ -166,6 +194,7 @@ class VideoWriter:
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise Pan360Error(f"output size must be positive even numbers for yuv420p, got {width}x{height}")
+        check_x264(crf, preset)
         self.width, self.height = int(width), int(height)
         self._tb = Fraction(time_base)
         self._duration = duration
@@ -175,11 +204,13 @@ class VideoWriter:
             if self._audio.ndim != 2 or sample_rate is None or sample_rate <= 0:
                 raise Pan360Error("audio must be a (channels, samples) array with a sample rate")
             channels = self._audio.shape[0]
-            audio_layout = audio_layout or _AAC_LAYOUTS.get(channels)
+            audio_layout = audio_layout or AAC_LAYOUTS.get(channels)
             if audio_layout is None:
                 raise Pan360Error(f"cannot write {channels}-channel audio as AAC (1, 2, 4 or 6 channels)")
         try:
-            self._container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+            fmt = container_for(path)
+            options = {} if fmt == "matroska" else {"movflags": "+faststart"}
+            self._container = av.open(str(path), "w", format=fmt, options=options)
         except (av.error.FFmpegError, OSError) as exc:
             raise Pan360Error(f"cannot write {path}: {exc}") from exc
         self._video = self._container.add_stream("libx264", rate=self._fps)

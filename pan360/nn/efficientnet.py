@@ -143,7 +143,7 @@ def lite0_state_dict(theirs: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def load_lite0(path: str | Path | None = None) -> dict[str, Tensor]:
     """The converted ImageNet state dict of ``path`` (default: the installed package's file)."""
-    from pan360.nn.model import safe_torch_load
+    from pan360.nn.weights import safe_torch_load
 
     p = Path(path) if path is not None else lite0_weights_path()
     if p is None:
@@ -161,7 +161,7 @@ class LiteVisual(nn.Module):
     its seam (so cells at ±180° see both sides), and a 1x1 projection (+ReLU, as conv5_3) of its
     stride-16 features and upsampled stride-32 head to the ``embed_dim`` attention grid.
 
-    Input: ImageNet mean/std-normalised frames (:func:`pan360.nn.model.preprocess_frames`), turned
+    Input: ImageNet mean/std-normalised frames (:func:`pan360.nn.inputs.preprocess_frames`), turned
     back into EfficientNet-Lite's (rgb - 127) / 128 here.
     """
 
@@ -172,7 +172,8 @@ class LiteVisual(nn.Module):
         self.project = nn.Conv2d(STRIDE16_CHANNELS + HEAD_CHANNELS, embed_dim, 1)
 
     def forward(self, frames: Tensor):  # -> pan360.nn.model.VisualFeatures
-        from pan360.nn.model import IMAGENET_MEAN, IMAGENET_STD, VisualFeatures
+        from pan360.nn.inputs import IMAGENET_MEAN, IMAGENET_STD
+        from pan360.nn.model import VisualFeatures
 
         mean = torch.tensor(IMAGENET_MEAN, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)

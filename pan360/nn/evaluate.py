@@ -1,7 +1,8 @@
-"""Evaluation of sound localisation: cIoU / AUC, Oya et al.'s concat-and-localize, trajectory metrics.
+"""Evaluation of sound localisation: cIoU / AUC and Oya et al.'s concat-and-localize.
 
-**cIoU and AUC** follow the LVS / EZ-VSL evaluation code (../shared/research/ANCHORS.md §2.3), which is
-what "cIoU" and "AUC" mean in the Senocak et al. line of papers:
+**cIoU and AUC** follow the LVS / EZ-VSL evaluation code (``test.py`` and ``utils.py`` of
+hche11/Localizing-Visual-Sounds-the-Hard-Way and stoneMo/EZ-VSL), which is what "cIoU" and "AUC"
+mean in the Senocak et al. line of papers:
 
 - the prediction (any size) is resized bilinearly (OpenCV ``INTER_LINEAR``, as LVS) to the ground
   truth's size, min-max normalised to [0, 1] and binarised at its median: B = [P >= t] with t the
@@ -21,25 +22,23 @@ holds the sounding sample's image (a sound-blind map scores exactly 50 % on it, 
 is scored with both of its sounds). The same model with the sound withheld is the baseline (see
 :func:`concat_and_localize` for how the sound is withheld).
 
-**Trajectory metrics** score a camera path file against a ground-truth direction file
-(:func:`pan360.synthetic.write_ground_truth`) with :mod:`pan360.metrics`.
+Camera paths are scored against ground-truth directions by :func:`pan360.metrics.trajectory_metrics`.
 """
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pan360.errors import Pan360Error
+from pan360.progress import Progress
 
-Progress = Callable[[int, int], None]
 #: cIoU thresholds of the AUC (LVS: 21 points, 0 to 1 in steps of 0.05).
 AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 #: size of the evaluation grid (LVS / EZ-VSL draw the consensus map at 224 x 224).
@@ -110,20 +109,6 @@ def success_and_auc(cious: ArrayLike, success_at: float = 0.5) -> tuple[float, f
     return float((c >= success_at).mean()), _trapezoid(AUC_THRESHOLDS, rates)
 
 
-def consensus_map(boxes: Iterable[Sequence[float]], size: int = EVAL_SIZE, box_scale: float = 256.0,
-                  annotators: float = 2.0) -> NDArray[np.float64]:
-    """LVS consensus ground truth: boxes (xmin, ymin, xmax, ymax) on a ``box_scale`` frame drawn into a
-    ``size`` x ``size`` map, summed, divided by ``annotators`` and clipped at 1.
-
-    Coordinates are scaled by size / box_scale and truncated to integers, as LVS does.
-    """
-    g = np.zeros((size, size), np.float64)
-    for box in boxes:
-        x0, y0, x1, y1 = (int(size * float(v) / box_scale) for v in box)
-        g[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] += 1.0
-    return np.minimum(g / annotators, 1.0)
-
-
 def half_share(attention: ArrayLike) -> float:
     """Share of a map's (non-negative) mass in its left half (the middle column, for an odd width,
     counts half to each side)."""
@@ -135,79 +120,27 @@ def half_share(attention: ArrayLike) -> float:
     return float(left / total) if total > 0 else 0.5
 
 
-# ----------------------------------------------------------------------------------- trajectories
-def _truth_arrays(doc: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    try:
-        frames = doc["frames"]
-        t = np.array([float(f["time"]) for f in frames])
-        yaw = np.array([math.nan if f.get("yaw") is None else float(f["yaw"]) for f in frames])
-        pitch = np.array([math.nan if f.get("pitch") is None else float(f["pitch"]) for f in frames])
-        switches = [float(s) for s in doc.get("switch_times", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Pan360Error(f"{where}: not a ground-truth direction file ({exc.__class__.__name__}: {exc})") from None
-    if t.size == 0:
-        raise Pan360Error(f"{where}: no frames")
-    return t, yaw, pitch, switches
-
-
-def trajectory_metrics(trajectory_json: str | Path, truth_json: str | Path, *, margin: float = 0.5,
-                       max_time_gap: float | None = None) -> dict[str, float | int]:
-    """Score a camera path file (trajectory JSON v1) against a ground-truth direction file.
-
-    The truth file is what :func:`pan360.synthetic.write_ground_truth` writes: ``frames`` with ``time``
-    (s), ``yaw``/``pitch`` (degrees, null when nothing sounds) and ``switch_times``. Each camera frame
-    takes the truth of the truth frame nearest in time (no interpolation: a switch is a jump); a camera
-    frame farther than ``max_time_gap`` (default: one truth frame interval) from every truth frame is an
-    error. Frames within ``margin`` seconds of a switch, and frames where nothing sounds, are not scored
-    for in-view / angular error (:func:`pan360.metrics.trajectory_report`); speeds use every frame.
-
-    Returns the report's numbers (in_view, frames_scored, mean/median_angular_error, median/p99/max_speed)
-    and ``frames`` (camera frames).
-    """
-    from pan360 import metrics
-    from pan360.paths import load_path
-
-    path = load_path(trajectory_json)
-    try:
-        doc = json.loads(Path(truth_json).read_text())
-    except (OSError, ValueError) as exc:
-        raise Pan360Error(f"cannot read ground truth {truth_json}: {exc.__class__.__name__}") from None
-    t, yaw, pitch, switches = _truth_arrays(doc, str(truth_json))
-    order = np.argsort(t, kind="stable")
-    t, yaw, pitch = t[order], yaw[order], pitch[order]
-    gap = max_time_gap if max_time_gap is not None else (float(np.median(np.diff(t))) if t.size > 1 else 0.5)
-    j = np.clip(np.searchsorted(t, path.times), 1, max(t.size - 1, 1))
-    left = np.clip(j - 1, 0, t.size - 1)
-    right = np.clip(j, 0, t.size - 1)
-    near = np.where(np.abs(path.times - t[left]) <= np.abs(t[right] - path.times), left, right)
-    worst = float(np.max(np.abs(path.times - t[near])))
-    if worst > gap + 1e-6:
-        raise Pan360Error(f"the trajectory and the ground truth do not cover the same times "
-                          f"(a camera frame is {worst:.3f} s from every truth frame)")
-    rep = metrics.trajectory_report(path, yaw[near], pitch[near], switches, margin=margin)
-    return {**rep.as_dict(), "frames": len(path)}
-
-
 # ---------------------------------------------------------------------------------- pair sets
 def _open_pairs(pairs: Any, model: Any) -> Any:
-    """A folder (Flickr-SoundNet layout, see :class:`pan360.training.data.PairFolderDataset`) or any
+    """A folder (Flickr-SoundNet layout, see :class:`pan360.nn.pairs.PairFolderDataset`) or any
     indexable of sample dicts with ``frame`` (3, H, W) normalised, ``waveform`` (L,), ``valid`` (L,)
     and ``gt_full`` ((H, W) map in [0, 1] or None)."""
     if isinstance(pairs, (str, Path)):
-        from pan360.training.data import PairFolderDataset
+        from pan360.nn.pairs import PairFolderDataset
 
         return PairFolderDataset(pairs, model.config, full_gt=True)
     return pairs
 
 
-def _device(model: Any, device: Any) -> Any:
+def _device(device: Any) -> Any:
+    """A ``torch.device`` as given, or the one a device name resolves to (:func:`pan360.device.resolve_device`)."""
     import torch
+
+    from pan360.device import resolve_device
 
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return torch.device(resolve_device(device, allow_index=True))
 
 
 def _visual(model: Any, frames: Any) -> tuple[Any, Any]:
@@ -269,7 +202,7 @@ def evaluate_pairs(model: Any, pairs: Any, *, threshold: float | None = None, ba
     import torch
 
     data = _open_pairs(pairs, model)
-    dev = _device(model, device)
+    dev = _device(device)
     was_training = model.training
     model = model.to(dev).eval()
     scored = annotated_indices(data)
@@ -395,7 +328,7 @@ def concat_and_localize(model: Any, pairs: Any, *, n_concat: int | None = None, 
     if withheld not in ("mean", "zero"):
         raise Pan360Error(f"withheld must be 'mean' or 'zero', not {withheld!r}")
     data = _open_pairs(pairs, model)
-    dev = _device(model, device)
+    dev = _device(device)
     model = model.to(dev).eval()
     idx = annotated_indices(data)
     # One pass over the set: keep each pair's frame and ground truth, and only the embedding of its sound.

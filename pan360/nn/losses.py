@@ -1,7 +1,7 @@
 """Losses of Senocak et al. (TPAMI 2019, §4): the unsupervised distance-ratio triplet loss (eqs. 5–6),
 the supervised cross-entropy on the attention map (eq. 8) and their per-sample weighted sum (eq. 7),
 extended by a soft teacher term: the same cross-entropy against a soft target map (the FOA energy
-map of 360° video with ambisonic audio, :mod:`pan360.training.data`), with its own weight.
+map of 360° video with ambisonic audio, made by the training data sets), with its own weight.
 
 Every loss is computed per sample, then averaged over the batch (``reduction="mean"``) or returned
 per sample (``reduction="none"``).

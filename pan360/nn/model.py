@@ -10,29 +10,24 @@ the sound source in a frame from the mono sound alone.
 
 ``arch="vgg16"`` is the paper-size reference; ``arch="small"`` keeps the same structure with narrow
 layers and a 4 s sound window so that it trains on a CPU (see :data:`PRESETS`).
+
+Input preprocessing (frames, sound windows) is :mod:`pan360.nn.inputs`; checkpoints are :mod:`pan360.nn.weights`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from dataclasses import asdict, dataclass, fields
-from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import resample_poly
 from torch import Tensor, nn
 
 from pan360.errors import Pan360Error
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# SoundNet-8 kernels, strides and paddings for conv1..conv8 (ANCHORS §3); only widths and pools vary.
+# SoundNet-8 kernels, strides and paddings for conv1..conv8 (the SoundNet paper, Aytar et al. 2016); only widths and pools vary.
 _SOUND_KERNELS = (64, 32, 16, 8, 4, 4, 4, 8)
 _SOUND_STRIDES = (2, 2, 2, 2, 2, 2, 2, 2)
 _SOUND_PADS = (32, 16, 8, 4, 2, 2, 2, 0)
@@ -432,130 +427,3 @@ class SoundLocalizer(nn.Module):
         z = torch.einsum("bm,bcm->bc", attention.flatten(1).to(grid.dtype), grid.flatten(2))
         f_v = self.visual_head(z)
         return LocalizerOutput(attention=attention, logits=logits, f_v=f_v, f_s=f_s, h=h, z=z)
-
-
-def safe_torch_load(path: str | os.PathLike[str]) -> Any:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
-
-    A file whose unpickling would call anything else (code) is refused before that call happens.
-    """
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols it was not written with
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise Pan360Error(f"file not found: {path}") from None
-    except Exception:  # the restricted unpickler raises before calling any disallowed global
-        raise Pan360Error(
-            f"refusing to load {path}: it is not a plain tensor file (unpickling it could run code)"
-        ) from None
-
-
-def load_imagenet_vgg16(model: SoundLocalizer, state_dict_path: str | Any) -> None:
-    """Initialise the visual stream from a local torchvision VGG16 state-dict file (never downloads).
-
-    The file is what ``torch.save(torchvision.models.vgg16(weights=...).state_dict(), path)`` writes
-    (e.g. ``vgg16-397923af.pth`` from torchvision's cache); it is read with ``weights_only=True``.
-    """
-    if model.config.arch != "vgg16":
-        raise Pan360Error(f"ImageNet VGG16 weights fit arch 'vgg16' only, not {model.config.arch!r}")
-    sd = safe_torch_load(state_dict_path)
-    if not isinstance(sd, dict):
-        raise Pan360Error(f"{state_dict_path} is not a state dict")
-    own = model.visual.state_dict()
-    picked = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
-    picked = {k: v for k, v in picked.items() if k in own}
-    if set(picked) != set(own) or any(picked[k].shape != own[k].shape for k in own):
-        raise Pan360Error(f"{state_dict_path} is not a torchvision VGG16 state dict")
-    model.visual.load_state_dict(picked)
-
-
-def preprocess_frames(rgb: np.ndarray | Tensor, size: tuple[int, int] | None = None) -> Tensor:
-    """uint8 RGB frames (B, H, W, 3) or (H, W, 3) → float (B, 3, h, w), ImageNet mean/std normalised.
-
-    ``size`` = (h, w) resizes (bilinear, antialiased); None keeps the input size.
-    """
-    x = torch.as_tensor(rgb)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise Pan360Error(f"frames must be (B, H, W, 3) RGB, got {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float() / 255.0
-    if size is not None and tuple(size) != tuple(x.shape[-2:]):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def resample_audio(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    """Mono float32 samples resampled with a polyphase filter (``scipy.signal.resample_poly``)."""
-    x = np.asarray(samples, dtype=np.float32)
-    if sample_rate == target_rate:
-        return x
-    ratio = Fraction(target_rate, sample_rate)
-    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
-
-
-def _clip_window(x: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``window_fill="clip"``: the window slides to stay inside the clip (centred on ``centre_time``
-    where it can be); a clip shorter than the window is looped to fill it. All samples are valid."""
-    length = cfg.window_samples
-    src_len = int(math.ceil(cfg.window * sample_rate))
-    if len(x) == 0:
-        return np.zeros(length, np.float32), np.zeros(length, bool)
-    if len(x) <= src_len:
-        seg = np.tile(x, src_len // len(x) + 1)[:src_len]
-    else:
-        a = int(np.clip(round((centre_time - cfg.window / 2) * sample_rate), 0, len(x) - src_len))
-        seg = x[a:a + src_len]
-    wave = resample_audio(seg, sample_rate, cfg.sample_rate)
-    wave = np.pad(wave, (0, max(0, length - len(wave))))[:length].astype(np.float32)
-    return wave, np.ones(length, bool)
-
-
-def sound_window(
-    samples: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``cfg.window`` seconds of mono audio centred on ``centre_time`` (s), at ``cfg.sample_rate``.
-
-    Parts of the window outside the clip (its start and end, or all around a clip shorter than the
-    window) are zeros and marked invalid: audio is never looped or mirrored, which would invent
-    sound. Pass the mask to :meth:`SoundLocalizer.encode_sound` so that only conv8 steps that hear
-    real audio enter the average. Only the needed stretch (plus a filter margin) is resampled; for
-    many windows of one clip, resample it once with :func:`resample_audio` and pass the target rate.
-
-    Returns
-    -------
-    waveform : float32 (L,), L = ``cfg.window_samples``.
-    valid : bool (L,), True where the sample is real audio.
-    """
-    x = np.asarray(samples, dtype=np.float32)
-    if x.ndim != 1:
-        raise Pan360Error(f"sound_window needs mono samples (N,), got shape {x.shape}")
-    if sample_rate <= 0:
-        raise Pan360Error(f"invalid sample rate {sample_rate}")
-    tsr, length = cfg.sample_rate, cfg.window_samples
-    if cfg.window_fill == "clip":
-        return _clip_window(x, sample_rate, centre_time, cfg)
-    m0 = int(round((centre_time - cfg.window / 2) * tsr))  # first window sample on the target grid
-    ratio = Fraction(tsr, sample_rate)
-    up, down = ratio.numerator, ratio.denominator
-    if up == down:
-        seg, seg_first, total = x, 0, len(x)
-    else:
-        # Source stretch starting on a multiple of `down`, so its resampled samples sit on the
-        # clip's global target grid (index a*up/down + j); 64 filter lengths of margin each side.
-        margin = 64 * down
-        a = max(0, (int(m0 * sample_rate // tsr) - margin) // down * down)
-        b = min(len(x), int(math.ceil((m0 + length) * sample_rate / tsr)) + margin)
-        seg = resample_poly(x[a:b], up, down).astype(np.float32) if b > a else np.zeros(0, np.float32)
-        seg_first = a * up // down
-        total = int(math.ceil(len(x) * up / down))  # resample_poly's output length for the whole clip
-    wave = np.zeros(length, np.float32)
-    valid = np.zeros(length, bool)
-    lo, hi = max(m0, 0, seg_first), min(m0 + length, total, seg_first + len(seg))
-    if hi > lo:
-        wave[lo - m0 : hi - m0] = seg[lo - seg_first : hi - seg_first]
-        valid[lo - m0 : hi - m0] = True
-    return wave, valid

@@ -1,6 +1,6 @@
 """First-order ambisonics (FOA): channel formats, encoding, rotation and camera-following stereo.
 
-Conventions (../shared/CONVENTIONS.md):
+Conventions (docs/CONVENTIONS.md):
 
 - the internal format is **ambiX**: ACN channel order (W, Y, Z, X), SN3D normalisation, a float32
   array of shape (4, N);

@@ -41,7 +41,7 @@ Directions follow pan360 conventions: map yaw = audio yaw + ``yaw_offset``, audi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -51,12 +51,12 @@ from scipy import sparse
 from scipy.ndimage import uniform_filter
 
 from pan360.errors import Pan360Error
+from pan360.progress import Progress
 from pan360.sphere import equirect_angles, equirect_solid_angle, equirect_vectors, vec_to_dir
 
 __all__ = ["foa_energy_maps", "foa_direction_track", "map_peaks", "DirectionTrack"]
 
 F32 = NDArray[np.float32]
-Progress = Callable[[int, int], None]
 _BAND = (100.0, 8000.0)
 _KAPPA = 40.0  # vMF concentration: FWHM ≈ 21°, ~ the spread of intensity directions in a room
 # I and E are averaged over ~0.1 s x 5 bins (~230 Hz at 48 kHz) before taking directions and the

@@ -7,7 +7,7 @@ first-order ambisonic (ambiX, SN3D) track and a :class:`GroundTruth`. The same g
 example clip, the tests, the acceptance benchmark and the training data of the sound-localisation
 network (train/make_dataset.py), so everything is deterministic from seeds and every quantity of the truth is exact.
 
-Angles follow ../shared/CONVENTIONS.md (degrees; yaw in (-180, 180], positive right; pitch up).
+Angles follow docs/CONVENTIONS.md (degrees; yaw in (-180, 180], positive right; pitch up).
 
 Layout: :mod:`.scene` (classes, objects, scenes, truth), :mod:`.sounds` (each class's sound),
 :mod:`.drawing` (each class's look); this module renders them (FOA audio, frames, truth, files).
@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from scipy.signal import fftconvolve
 
 from pan360 import sphere
 from pan360.errors import Pan360Error
+from pan360.progress import Progress
 from pan360.spatial.ambisonics import encode_foa
 from pan360.synthetic.drawing import draw_background, draw_object
 from pan360.synthetic.scene import CLASSES, GroundTruth, Scene, SceneObject
@@ -215,7 +216,7 @@ def render_scene(scene: Scene) -> tuple[Iterator[np.ndarray], np.ndarray, Ground
 
 
 def write_scene(scene: Scene, path: str | Path, *, crf: int = 20, preset: str = "medium", overwrite: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> GroundTruth:
+                progress: Progress | None = None) -> GroundTruth:
     """Render ``scene`` to an MP4 (H.264 equirect video + 4-channel ambiX AAC); returns its truth.
 
     The file appears only when complete (written to a temporary name, then renamed).

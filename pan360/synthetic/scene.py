@@ -1,6 +1,6 @@
 """The scene model of :mod:`pan360.synthetic`: object classes, objects, scenes and their ground truth.
 
-Angles follow ../shared/CONVENTIONS.md (degrees; yaw in (-180, 180], positive right; pitch up).
+Angles follow docs/CONVENTIONS.md (degrees; yaw in (-180, 180], positive right; pitch up).
 """
 
 from __future__ import annotations

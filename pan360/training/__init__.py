@@ -1,7 +1,7 @@
 """Training of the sound-localisation network (``pan360 train``). Beside the package: inference never imports it.
 
 ``train(config)`` (:mod:`pan360.training.loop`) reads frame / sound pairs from video folders and
-Flickr-SoundNet-style pair folders (:mod:`pan360.training.data`), with the settings of a
+Flickr-SoundNet-style pair folders (:mod:`pan360.training.data`, :mod:`pan360.nn.pairs`), with the settings of a
 :class:`TrainConfig` (:mod:`pan360.training.config`).
 """
 
@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from pan360.training.config import TrainConfig, load_config
 from pan360.training.data import (
-    PairFolderDataset,
     VideoFolderDataset,
     augment,
     collate,
     negative_indices,
     open_datasets,
-    read_flickr_xml,
 )
 from pan360.training.loop import train
 from pan360.training.report import plot_losses
 
 __all__ = [
-    "PairFolderDataset",
     "TrainConfig",
     "VideoFolderDataset",
     "augment",
@@ -30,6 +27,5 @@ __all__ = [
     "negative_indices",
     "open_datasets",
     "plot_losses",
-    "read_flickr_xml",
     "train",
 ]

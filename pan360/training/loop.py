@@ -21,9 +21,9 @@ import json
 import os
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +31,20 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from pan360.device import amp_dtype, resolve_device
+from pan360.device import autocast as amp_autocast
 from pan360.errors import Pan360Error
-from pan360.media.output import atomic_output
 from pan360.nn.evaluate import annotated_indices, evaluate_pairs
 from pan360.nn.losses import semi_supervised_loss
-from pan360.nn.model import ModelConfig, SoundLocalizer, load_imagenet_vgg16
-from pan360.nn.weights import load_model, load_training_state, save_checkpoint, save_training_state
+from pan360.nn.model import ModelConfig, SoundLocalizer
+from pan360.nn.weights import (
+    load_imagenet_vgg16,
+    load_model,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from pan360.progress import Progress
 from pan360.training.config import TrainConfig
 from pan360.training.data import augment, collate, negative_indices, open_datasets
 from pan360.training.report import plot_losses
@@ -134,26 +142,6 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-#: Log columns renamed since earlier versions (old name -> new), so a resumed run keeps one header.
-RENAMED_FIELDS = {"samples": "n"}
-
-
-def _upgrade_csv(path: Path, fields: tuple[str, ...]) -> None:
-    """Rewrite a log written by an older version under the current ``fields`` (resuming a run)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        header = tuple(next(csv.reader(f), ()))
-    if not header or header == fields:
-        return
-    with open(path, newline="") as f:
-        old = [{RENAMED_FIELDS.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
-    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(old)
-
-
 def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -166,7 +154,7 @@ def _append_csv(path: Path, fields: tuple[str, ...], row: dict) -> None:
 def train(
     config: TrainConfig | None = None,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     on_log: Callable[[dict], None] | None = None,
     **overrides: Any,
 ) -> Path:
@@ -185,10 +173,9 @@ def train(
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     ddp = world > 1
-    if cfg.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" and ddp else cfg.device)
+    name = resolve_device(cfg.device, allow_index=True)
+    # one GPU per process: torchrun's LOCAL_RANK picks it (also for "auto" in a single process: cuda:0)
+    device = torch.device(f"cuda:{local_rank}" if name == "cuda" and (ddp or cfg.device == "auto") else name)
     if ddp:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -246,9 +233,8 @@ def train(
 
     # ---- mixed precision on CUDA: bf16 where supported, else fp16 with a gradient scaler
     use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = amp_autocast(device, enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype() == torch.float16)
     if resume_state is not None:
         opt.load_state_dict(resume_state["optimizer"])
         if resume_state.get("scaler"):
@@ -276,25 +262,33 @@ def train(
 
     if master:
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
-        for name, fields in (("log.csv", LOG_FIELDS), ("eval.csv", EVAL_FIELDS)):
-            if start_step == 0:  # a fresh run starts fresh logs; a resumed one appends
-                (out / name).unlink(missing_ok=True)
-            else:
-                _upgrade_csv(out / name, fields)
+        if start_step == 0:  # a fresh run starts fresh logs; a resumed one appends
+            for log in ("log.csv", "eval.csv"):
+                (out / log).unlink(missing_ok=True)
 
     def checkpoint(step: int, final: bool = False) -> Path:
         meta = {"train_config": cfg.to_dict(), "data": [str(d) for d in cfg.data]}
-        path = save_checkpoint(out / "model" if final else ckpt_dir / f"step_{step:07d}", raw_model,
-                               step=step, extra=meta)
+        stem = out / "model" if final else ckpt_dir / f"step_{step:07d}"
+        fresh = not final and not stem.with_suffix(".safetensors").exists()
+        try:
+            if not final:  # the state first: weights that made it to disk can always be resumed from
+                save_training_state(stem.with_suffix(".train.pt"), {
+                    "step": step, "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": _rng_state(),
+                })
+            path = save_checkpoint(stem, raw_model, step=step, extra=meta)
+        except BaseException:  # Ctrl-C included: a new checkpoint is whole or absent
+            for suffix in (".train.pt", ".json", ".safetensors") if fresh else ():
+                stem.with_suffix(suffix).unlink(missing_ok=True)
+            raise
         if not final:
-            save_training_state(path.with_suffix(".train.pt"), {
-                "step": step, "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": _rng_state(),
-            })
             old = sorted(ckpt_dir.glob("step_*.safetensors"))[: -cfg.keep_checkpoints]
-            for o in old:  # keep the newest few
-                for suffix in (".safetensors", ".json", ".train.pt"):
+            for o in old:  # keep the newest few; the weights go last, so a half-removed one is found again
+                for suffix in (".train.pt", ".json", ".safetensors"):
                     o.with_suffix(suffix).unlink(missing_ok=True)
+            for o in ckpt_dir.glob("step_*.train.pt"):  # a state whose weights never came (interrupted)
+                if not o.with_name(o.name.removesuffix(".train.pt") + ".safetensors").exists():
+                    o.unlink(missing_ok=True)
         plot_losses(out / "log.csv", out / "eval.csv", out / "losses.png")
         return path
 

@@ -5,7 +5,7 @@ For each analysed video frame at time t:
 1. **sound**: the model's window (``config.window`` s; 4 s for "small", 20 s for "vgg16") of mono audio
    centred on t — the W (omni) channel of FOA input, else the mean of the channels — resampled once to
    ``config.sample_rate``. Parts of the window beyond the clip's ends are zeros marked invalid (the
-   model ignores conv8 steps that hear no real audio; see :func:`pan360.nn.model.sound_window`). Window
+   model ignores conv8 steps that hear no real audio; see :func:`pan360.nn.inputs.sound_window`). Window
    centres are snapped to a grid of ``audio_hop`` s (0.1 s), so frames within one hop share one sound
    embedding (computed once): a 50 ms shift of a 4 s window changes nothing the network can use.
 2. **picture**: the equirect frame (one eye) downscaled to the model input — ``input_height`` rows
@@ -25,21 +25,16 @@ to [0, 1] (the network's own "I see the thing I hear"; no cell matching the soun
 
 **Analysis rate.** On CUDA every frame is analysed (batched, autocast bf16/fp16). On CPU, frames are
 analysed at :func:`cpu_rate` per second — 5 for the "small" model (every 6th frame at 30 fps), 2 for
-the pretrained "lite0" (≈0.3 s per 512x1024 frame; its 20 s sound windows are shared for 1 s, and
-every other analysed picture is rolled by :data:`JITTER_PX` columns), 1 for the paper-size "vgg16"
-(≈2.2 s per 320x640 frame on 2 cores) — and the maps of the frames in between
-are linearly interpolated in time; skipped frames are still decoded (the codec needs them) but never
-converted or resized. Measured on this project's 2-core machine (shared, load ≈5) with the "small"
-model: a 60 s 3840x1920 30 fps H.264 clip (1800 frames, 3.4 Mb/s) analyses in 52 s, of which decoding
-alone is 31 s; the network costs ≈50 ms per frame picture and ≈50 ms per 4 s sound window.
+the pretrained "lite0" (its 20 s sound windows are shared for 1 s, and every other analysed picture is
+rolled by :data:`JITTER_PX` columns), 1 for the paper-size "vgg16" — and the maps of the frames in
+between are linearly interpolated in time; skipped frames are still decoded (the codec needs them) but
+never converted or resized. What that costs, measured: bench/README.md ("Network analysis speed").
 
 Memory: the output maps (T x 64 x 128 float32, 32 KB per frame) plus one batch of small frames.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +44,10 @@ from numpy.typing import NDArray
 
 from pan360 import sphere
 from pan360.errors import Pan360Error
+from pan360.progress import Progress
 from pan360.media import AudioTrack, MediaInfo
 
 F32 = NDArray[np.float32]
-Progress = Callable[[int, int], None]
 
 #: Frames analysed per second on CPU (the rest are interpolated): "small" model, and anything bigger.
 CPU_RATE = 5.0
@@ -81,17 +76,6 @@ class NetworkPlan:
 
 
 # ---------------------------------------------------------------------------------------- pieces
-def mono_audio(track: AudioTrack, foa_format: str = "auto") -> NDArray[np.float32]:
-    """(N,) mono signal of a track: the W channel of FOA (FuMa's W is scaled to SN3D), else the mean of
-    the channels."""
-    x = np.asarray(track.samples, dtype=np.float32)
-    from pan360.saliency import foa_from_track, is_foa
-
-    if is_foa(x.shape[0], track.ambisonic, foa_format):
-        return np.ascontiguousarray(foa_from_track(track, foa_format)[0])
-    return np.ascontiguousarray(x.mean(axis=0))
-
-
 def input_size(eye_width: int, eye_height: int, height: int) -> tuple[int, int]:
     """(h, w) of the model input: ``height`` rounded to a multiple of 16 (>= 16) and the frame's aspect."""
     h = max(16, int(round(height / 16)) * 16)
@@ -187,14 +171,9 @@ def cpu_rate(model: Any) -> float:
 def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: float | None = None,
                   input_height: int | None = None) -> NetworkPlan:
     """Decide device, input size and analysed frames (see the module docstring for the defaults)."""
-    import torch
+    from pan360.device import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise Pan360Error(f"device must be auto, cpu or cuda, not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise Pan360Error("--device cuda requested but no CUDA device is available")
+    device = resolve_device(device)
     if rate is None and device == "cpu":
         rate = cpu_rate(model)
     size = input_size(info.eye_width, info.eye_height, input_height or model.config.image_height)
@@ -220,8 +199,9 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     """
     import torch
 
+    from pan360.device import autocast
     from pan360.media import iter_frames
-    from pan360.nn.model import preprocess_frames, resample_audio, sound_window
+    from pan360.nn.inputs import preprocess_frames, resample_audio, sound_window
 
     if track is None:
         raise Pan360Error("--saliency net needs an audio track: the network localises what it hears")
@@ -229,14 +209,13 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     cfg = model.config
     if batch_size is None:
         batch_size = 2 if cfg.arch == "lite0" and plan.device == "cpu" else 8
-    mono = mono_audio(track, foa_format)
+    mono = track.mono(foa_format)
     mono_model = resample_audio(mono, track.sample_rate, cfg.sample_rate)
     times = info.frame_times
     power = window_power(mono, track.sample_rate, times[plan.analysed])
     dev = torch.device(plan.device)
     model = model.to(dev).eval()
-    amp = torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
-        if plan.device == "cuda" else None
+    amp = autocast(plan.device)
 
     # Equirect input ("lite0", features wrapped at the seam): successive analysed frames see the picture
     # rolled by 0 and JITTER_PX columns, so the stride-32 classifier cells fall on two alignments and
@@ -271,7 +250,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         if not batch_idx:
             return
         keys = [int(round(times[i] / hop)) for i in batch_idx]
-        with torch.inference_mode(), (amp if amp is not None else nullcontext()):
+        with torch.inference_mode(), amp:
             embed(keys)
             frames = torch.from_numpy(np.stack(batch_rgb)).to(dev)
             visual = model.visual_features(preprocess_frames(frames))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -14,9 +13,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import Pan360Error
+from pan360.progress import Progress
 from .reproject import Renderer
 
-Progress = Callable[[int, int], None] | None
 
 _DONE = object()
 _QUEUE_FRAMES = 3  # frames in flight per queue: bounds memory whatever the duration (~12 MB per 4K frame)
@@ -63,7 +62,7 @@ def render_video(
     audio: Any = None,
     device: str = "auto",
     grid: str = "centre",
-    progress: Progress = None,
+    progress: Progress | None = None,
     stats: dict[str, float] | None = None,
 ) -> int:
     """Render ``info``'s video along camera ``path`` to an H.264/AAC MP4 at ``output_path``.

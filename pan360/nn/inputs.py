@@ -1,0 +1,114 @@
+"""Input preprocessing of the sound-attention network (:mod:`pan360.nn.model`): frames to ImageNet-normalised
+tensors, and mono audio to the model's sound window at its sample rate.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.signal import resample_poly
+from torch import Tensor
+
+from pan360.errors import Pan360Error
+
+if TYPE_CHECKING:
+    from pan360.nn.model import ModelConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def preprocess_frames(rgb: np.ndarray | Tensor, size: tuple[int, int] | None = None) -> Tensor:
+    """uint8 RGB frames (B, H, W, 3) or (H, W, 3) → float (B, 3, h, w), ImageNet mean/std normalised.
+
+    ``size`` = (h, w) resizes (bilinear, antialiased); None keeps the input size.
+    """
+    x = torch.as_tensor(rgb)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise Pan360Error(f"frames must be (B, H, W, 3) RGB, got {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2).float() / 255.0
+    if size is not None and tuple(size) != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def resample_audio(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Mono float32 samples resampled with a polyphase filter (``scipy.signal.resample_poly``)."""
+    x = np.asarray(samples, dtype=np.float32)
+    if sample_rate == target_rate:
+        return x
+    ratio = Fraction(target_rate, sample_rate)
+    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+def _clip_window(x: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``window_fill="clip"``: the window slides to stay inside the clip (centred on ``centre_time``
+    where it can be); a clip shorter than the window is looped to fill it. All samples are valid."""
+    length = cfg.window_samples
+    src_len = int(math.ceil(cfg.window * sample_rate))
+    if len(x) == 0:
+        return np.zeros(length, np.float32), np.zeros(length, bool)
+    if len(x) <= src_len:
+        seg = np.tile(x, src_len // len(x) + 1)[:src_len]
+    else:
+        a = int(np.clip(round((centre_time - cfg.window / 2) * sample_rate), 0, len(x) - src_len))
+        seg = x[a:a + src_len]
+    wave = resample_audio(seg, sample_rate, cfg.sample_rate)
+    wave = np.pad(wave, (0, max(0, length - len(wave))))[:length].astype(np.float32)
+    return wave, np.ones(length, bool)
+
+
+def sound_window(
+    samples: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``cfg.window`` seconds of mono audio centred on ``centre_time`` (s), at ``cfg.sample_rate``.
+
+    Parts of the window outside the clip (its start and end, or all around a clip shorter than the
+    window) are zeros and marked invalid: audio is never looped or mirrored, which would invent
+    sound. Pass the mask to :meth:`pan360.nn.model.SoundLocalizer.encode_sound` so that only conv8 steps that hear
+    real audio enter the average. Only the needed stretch (plus a filter margin) is resampled; for
+    many windows of one clip, resample it once with :func:`resample_audio` and pass the target rate.
+
+    Returns
+    -------
+    waveform : float32 (L,), L = ``cfg.window_samples``.
+    valid : bool (L,), True where the sample is real audio.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise Pan360Error(f"sound_window needs mono samples (N,), got shape {x.shape}")
+    if sample_rate <= 0:
+        raise Pan360Error(f"invalid sample rate {sample_rate}")
+    tsr, length = cfg.sample_rate, cfg.window_samples
+    if cfg.window_fill == "clip":
+        return _clip_window(x, sample_rate, centre_time, cfg)
+    m0 = int(round((centre_time - cfg.window / 2) * tsr))  # first window sample on the target grid
+    ratio = Fraction(tsr, sample_rate)
+    up, down = ratio.numerator, ratio.denominator
+    if up == down:
+        seg, seg_first, total = x, 0, len(x)
+    else:
+        # Source stretch starting on a multiple of `down`, so its resampled samples sit on the
+        # clip's global target grid (index a*up/down + j); 64 filter lengths of margin each side.
+        margin = 64 * down
+        a = max(0, (int(m0 * sample_rate // tsr) - margin) // down * down)
+        b = min(len(x), int(math.ceil((m0 + length) * sample_rate / tsr)) + margin)
+        seg = resample_poly(x[a:b], up, down).astype(np.float32) if b > a else np.zeros(0, np.float32)
+        seg_first = a * up // down
+        total = int(math.ceil(len(x) * up / down))  # resample_poly's output length for the whole clip
+    wave = np.zeros(length, np.float32)
+    valid = np.zeros(length, bool)
+    lo, hi = max(m0, 0, seg_first), min(m0 + length, total, seg_first + len(seg))
+    if hi > lo:
+        wave[lo - m0 : hi - m0] = seg[lo - seg_first : hi - seg_first]
+        valid[lo - m0 : hi - m0] = True
+    return wave, valid
