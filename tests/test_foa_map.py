@@ -142,6 +142,28 @@ def test_vfr_times_order_and_chunk_invariance() -> None:
     assert done[-1] == (50, 50)
 
 
+def test_low_frame_rate_memory_bounded_and_chunk_invariant() -> None:
+    """At 1 fps a chunk of 256 frames would span minutes of audio: the chunks are bounded in time too,
+    so the working memory does not grow with the duration, and each map is the one computed alone."""
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    sr, seconds = 16000, 200
+    foa = encode_foa(_pink(rng, seconds * sr) * 0.1, np.linspace(-180, 180, seconds * sr), 10.0)
+    times = np.arange(seconds, dtype=np.float64)  # 1 fps
+    tracemalloc.start()
+    try:
+        maps = foa_energy_maps(foa, sr, times)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # unbounded chunks: one STFT over all 200 s (~12,500 frames x 254 bins, several arrays) ≈ 0.6 GB
+    assert peak < 150e6, f"{peak / 1e6:.0f} MB"
+    pick = np.array([0, 17, 120, 199])
+    np.testing.assert_allclose(foa_energy_maps(foa, sr, times[pick]), maps[pick], rtol=1e-4,
+                               atol=1e-7 * maps.max())
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     try:
         from pan360.media.audio import read_audio

@@ -176,10 +176,18 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
     half = window / 2.0
     span = int(np.floor(window / dt)) + 2  # most STFT frames a window can cover
     chunk = max(1, min(256, _CHUNK_ENTRIES // (span * nbins)))
+    # A chunk's STFT runs from its first window to its last: at a low frame rate 256 frames would be
+    # minutes of audio, so a chunk also ends where its windows would span more than this many seconds.
+    max_seconds = max(4 * span, _CHUNK_ENTRIES // (8 * nbins)) * dt
+    sorted_times = times[order]
     npix = width * height
 
-    for c0 in range(0, total, chunk):
-        idx = order[c0:c0 + chunk]
+    c1 = 0
+    while c1 < total:
+        c0 = c1
+        c1 = min(c0 + chunk, int(np.searchsorted(sorted_times, sorted_times[c0] + max_seconds, side="right")))
+        c1 = max(c1, c0 + 1)
+        idx = order[c0:c1]
         tc = times[idx]
         lo = np.ceil((tc - half) / dt).astype(np.int64)
         hi = np.floor((tc + half) / dt).astype(np.int64)
@@ -236,7 +244,7 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
         band_power = energy[fa - ea:fb - ea].sum(axis=1)
         yield idx, _smooth_on_sphere(hist, kappa), (m * band_power[rel]).sum(axis=1)
         if progress is not None:
-            progress(min(c0 + chunk, total), total)
+            progress(c1, total)
 
 
 def foa_energy_maps(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, width: int = 128,
