@@ -253,10 +253,15 @@ def info(
     if a is None:
         rows.append(("audio", "none"))
     else:
-        kind = {"ambix": "first-order ambisonics, ambiX (ACN/SN3D)", "fuma": "first-order ambisonics, FuMa"}
+        kind = {"ambix": "ambiX (ACN/SN3D)", "fuma": "FuMa"}.get(a.ambisonic or "")
         rows.append(("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch ({a.layout})"))
-        rows.append(("audio layout", kind.get(a.ambisonic or "", "mono" if a.channels == 1 else
-                                                "stereo" if a.channels == 2 else "not spatial")))
+        if kind is not None and a.channels > 4:
+            layout = f"ambisonics, {kind}, {a.channels} channels: its first-order part (channels 1-4) is used"
+        elif kind is not None:
+            layout = f"first-order ambisonics, {kind}"
+        else:
+            layout = "mono" if a.channels == 1 else "stereo" if a.channels == 2 else "not spatial"
+        rows.append(("audio layout", layout))
     for k, v in rows:
         out.print(f"{k:<14} {v}", highlight=False, soft_wrap=True)
 

@@ -571,6 +571,46 @@ def test_yuv_views_stay_valid_after_later_frames_decode(tmp_path):
         assert np.array_equal(y, r[:64]) and np.array_equal(u.ravel(), r[64:80].ravel()[: u.size])
 
 
+def test_higher_order_ambisonics_uses_its_first_order_part(tmp_path: Path) -> None:
+    """16 channels (third-order ACN/SN3D) said to be ambisonic (--foa-format ambix): the first 4 channels
+    are the FOA, the camera finds the source in them, and the output is camera-following stereo."""
+    import sys
+    import wave
+
+    from pan360.paths import load_path
+    from pan360.spatial import encode_foa
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    sr, seconds = 48000, 2
+    rng = np.random.default_rng(3)
+    hoa = np.zeros((16, sr * seconds), np.float32)
+    hoa[:4] = encode_foa(0.3 * rng.standard_normal(sr * seconds).astype(np.float32), 70.0, 0.0)
+    hoa[4:] = 0.05 * rng.standard_normal((12, sr * seconds))  # higher orders: not read
+    pcm = tmp_path / "hoa.wav"
+    with wave.open(str(pcm), "wb") as w:
+        w.setnchannels(16)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.clip(hoa.T, -1, 1) * 32767).astype("<i2").tobytes())
+    src = tmp_path / "hoa.mkv"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    f"testsrc=size=128x64:rate=10:duration={seconds}", "-i", str(pcm), "-c:v", "libx264",
+                    "-c:a", "pcm_s16le", str(src)], check=True)
+    assert probe(src).audio.channels == 16 and not probe(src).audio.is_foa()  # no metadata: not spatial
+    out, traj = tmp_path / "out.mp4", tmp_path / "t.json"
+    proc = subprocess.run([sys.executable, "-m", "pan360", "render", str(src), "-o", str(out), "--projection",
+                           "equirect", "--size", "128x72", "--foa-format", "ambix", "--saliency", "foa",
+                           "--trajectory-out", str(traj)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "16-channel ambisonics: its first-order part (the first 4 channels) is used" in proc.stderr
+    path = load_path(traj)
+    assert abs(float(np.median(path.yaw[len(path) // 2:])) - 70.0) < 15.0
+    played = read_audio(out)
+    assert played.samples.shape[0] == 2
+    left, right = np.sqrt((played.samples ** 2).mean(axis=1))
+    assert min(left, right) > 0.01  # both ears hear it: the camera looks at the source
+
+
 @pytest.mark.parametrize("channels, layout, codec", [(8, "7.1", "flac"), (16, "hexadecagonal", "pcm_s16le")])
 def test_many_channel_audio_decodes_in_order_and_renders(tmp_path: Path, channels: int, layout: str,
                                                          codec: str) -> None:

@@ -68,17 +68,19 @@ class AudioTrack:
         return is_foa_layout(self.channels, self.ambisonic, foa_format)
 
     def foa(self, foa_format: str = "auto") -> NDArray[np.float32]:
-        """The ambiX (ACN/SN3D) (4, N) signal of a 4-channel track: FuMa is converted (its W, 3 dB down,
-        is scaled by √2); ``foa_format`` ("ambix" / "fuma") overrides the metadata."""
-        if self.channels != 4:
-            raise Pan360Error(
-                f"spatial audio needs 4 channels (first-order ambisonics), this track has {self.channels}")
+        """The ambiX (ACN/SN3D) (4, N) signal of a 4-channel track, or the first-order part (the first 4
+        channels) of a higher-order one (:meth:`is_foa`): FuMa is converted (its W, 3 dB down, is scaled
+        by √2); ``foa_format`` ("ambix" / "fuma") overrides the metadata."""
+        if not (self.channels == 4 or self.is_foa(foa_format)):
+            raise Pan360Error(f"spatial audio needs 4 channels (first-order ambisonics) or a track marked as "
+                              f"ambisonic (--foa-format), this track has {self.channels}")
         is_foa_layout(4, self.ambisonic, foa_format)  # validates foa_format
+        first = self.samples[:4]
         if (self.ambisonic if foa_format == "auto" else foa_format) == "fuma":
             from pan360.spatial.ambisonics import fuma_to_ambix
 
-            return fuma_to_ambix(self.samples)
-        return np.ascontiguousarray(self.samples, dtype=np.float32)
+            return fuma_to_ambix(first)
+        return np.ascontiguousarray(first, dtype=np.float32)
 
     def mono(self, foa_format: str = "auto") -> NDArray[np.float32]:
         """(N,) mono signal, as every mono consumer (network inference and training) hears it: the W

@@ -152,12 +152,14 @@ FOA_FORMATS = ("auto", "ambix", "fuma")
 
 
 def is_foa_layout(channels: int, ambisonic: str | None, foa_format: str = "auto") -> bool:
-    """Whether audio is read as first-order ambisonics: 4 channels that probing recognised as ambisonic
-    (:func:`ambisonic_kind`), or any 4 channels when ``foa_format`` forces a format. The one rule for
-    inference and training alike."""
+    """Whether audio is read as first-order ambisonics: 4 or more channels that probing recognised as
+    ambisonic (:func:`ambisonic_kind`: metadata, or any 4 channels by convention), or that ``foa_format``
+    says are. Beyond 4 channels (higher-order, or mixed-order like an 8-channel ACN 0-7 recording) the
+    first 4 are the first-order part in both channel orders (ACN W, Y, Z, X; FuMa W, X, Y, Z). The one
+    rule for inference and training alike."""
     if foa_format not in FOA_FORMATS:
         raise Pan360Error(f"unknown FOA format {foa_format!r}; use {', '.join(FOA_FORMATS)}")
-    return channels == 4 and (ambisonic is not None or foa_format != "auto")
+    return channels >= 4 and (ambisonic is not None or foa_format != "auto")
 
 
 def ambisonic_kind(channels: int, layout: str, metadata: dict[str, str]) -> str | None:

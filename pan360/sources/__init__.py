@@ -89,17 +89,20 @@ def choose_source(info: MediaInfo, options: SaliencyOptions = SaliencyOptions())
             raise Pan360Error(f"--saliency {name} needs spatial audio, but the input has no audio track")
         if not foa_in:
             raise Pan360Error(
-                f"--saliency {name} needs 4-channel first-order ambisonic audio, the input has "
-                f"{audio.channels} channel(s) ({audio.layout})")
+                f"--saliency {name} needs 4-channel first-order ambisonic audio (or a higher-order track "
+                f"marked as ambisonic, or --foa-format), the input has {audio.channels} channel(s) ({audio.layout})")
     if name in ("net", "fused"):
         if audio is None:
             raise Pan360Error(f"--saliency {name} needs an audio track: the network localises what it hears")
         if not has_weights(weights):
             raise Pan360Error(f"--saliency {name} needs trained weights: pass --weights CHECKPOINT")
+    # a higher-order track: what it is read as, said once
+    higher = (f"{audio.channels}-channel ambisonics: its first-order part (the first 4 channels) is used"
+              if foa_in and audio.channels > 4 else None)
     if name != "auto":
-        return name, None
+        return name, higher if name in ("foa", "fused") else None
     if foa_in:
-        return ("fused", None) if has_weights(weights) else ("foa", None)
+        return ("fused", higher) if has_weights(weights) else ("foa", higher)
     if audio is not None and has_weights(weights):
         which = "the bundled network (pretrained SoundNet + EfficientNet-Lite0)" if weights is None else "the network"
         return "net", (f"{audio.channels}-channel audio, not spatial: {which} alone says where the "
