@@ -80,7 +80,7 @@ class AudioTrack:
             from pan360.spatial.ambisonics import fuma_to_ambix
 
             return fuma_to_ambix(first)
-        return np.ascontiguousarray(first, dtype=np.float32)
+        return np.asarray(first, dtype=np.float32)  # a view: no copy of the whole track
 
     def mono(self, foa_format: str = "auto") -> NDArray[np.float32]:
         """(N,) mono signal, as every mono consumer (network inference and training) hears it: the W
@@ -119,6 +119,36 @@ def _to_float(frame: av.AudioFrame) -> NDArray[np.float32]:
     if base == "u8":
         return ((arr.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
     return (arr.astype(np.float64) / _INT_SCALE[base]).astype(np.float32)
+
+
+class _Growing:
+    """(channels, n) float32 samples appended in place; the capacity grows by half when exceeded."""
+
+    def __init__(self, channels: int, capacity: int) -> None:
+        self._data = np.empty((channels, max(capacity, 1)), np.float32)
+        self._n = 0
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        if need > self._data.shape[1]:
+            grown = np.empty((self._data.shape[0], max(need, self._data.shape[1] * 3 // 2)), np.float32)
+            grown[:, :self._n] = self._data[:, :self._n]
+            self._data = grown
+
+    def append(self, block: NDArray[np.float32]) -> None:
+        self._reserve(block.shape[1])
+        self._data[:, self._n:self._n + block.shape[1]] = block
+        self._n += block.shape[1]
+
+    def append_zeros(self, count: int) -> None:
+        self._reserve(count)
+        self._data[:, self._n:self._n + count] = 0.0
+        self._n += count
+
+    def samples(self) -> NDArray[np.float32]:
+        """The samples so far: a view (each channel contiguous; the whole array too when the capacity
+        was exact), not a copy."""
+        return self._data[:, :self._n]
 
 
 def _video_start(container, path: Path) -> float | None:
@@ -174,7 +204,9 @@ def read_audio(
         sr = int(ctx.sample_rate)
         channels = int(ctx.channels)
         total = int(float(stream.duration * stream.time_base)) if stream.duration else 0
-        chunks: list[NDArray[np.float32]] = []
+        # one buffer filled in place (a list of blocks joined at the end would hold the track twice)
+        seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+        buf = _Growing(channels, int(seconds * sr) + sr)
         placed = 0  # samples in the output so far
         expected: int | None = None  # where the next decoded sample belongs (relative to sample 0)
         start = None if t0 is None else round(t0 * sr)  # absolute sample index of output sample 0
@@ -192,22 +224,21 @@ def read_audio(
                         expected = at - start
                 expected = expected or 0
                 if expected > placed:  # audio starts after the first video frame, or a gap
-                    chunks.append(np.zeros((channels, expected - placed), np.float32))
+                    buf.append_zeros(expected - placed)
                     placed = expected
                 keep = data[:, placed - expected :]  # drops audio before sample 0 and overlaps
                 expected += data.shape[1]
                 if keep.shape[1]:
-                    chunks.append(keep)
+                    buf.append(keep)
                     placed += keep.shape[1]
                 if progress is not None and total:
                     progress(min(placed // sr, total), total)
         except av.error.FFmpegError as exc:
-            if not chunks:
+            if not placed:
                 raise Pan360Error(f"cannot decode the audio of {path.name}: {exc.__class__.__name__}") from exc
         layout = ctx.layout.name if ctx.layout is not None else f"{channels} channels"
         kind = ambisonic_kind(channels, layout, dict(stream.metadata))
     finally:
         container.close()
-    samples = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    return AudioTrack(samples=np.ascontiguousarray(samples), sample_rate=sr, layout=layout, ambisonic=kind)
+    return AudioTrack(samples=buf.samples(), sample_rate=sr, layout=layout, ambisonic=kind)
 

@@ -199,7 +199,8 @@ class VideoWriter:
         self._tb = Fraction(time_base)
         self._duration = duration
         self._fps = Fraction(fps).limit_denominator(1_000_000)
-        self._audio = None if audio is None else np.ascontiguousarray(audio, dtype=np.float32)
+        # no copy of the whole track: each encoded chunk is made contiguous on its own
+        self._audio = None if audio is None else np.asarray(audio, dtype=np.float32)
         if self._audio is not None:
             if self._audio.ndim != 2 or sample_rate is None or sample_rate <= 0:
                 raise Pan360Error("audio must be a (channels, samples) array with a sample rate")

@@ -102,7 +102,6 @@ def window_power(mono: NDArray[np.float32], sample_rate: int, times: NDArray[np.
                  window: float = POWER_WINDOW) -> NDArray[np.float64]:
     """(T,) mean square of ``mono`` in a Hann window of ``window`` s centred on each time (zeros
     outside the clip count as silence)."""
-    x2 = np.asarray(mono, dtype=np.float64) ** 2
     half = max(1, int(round(window * sample_rate / 2)))
     win = np.hanning(2 * half + 1)[1:-1] if 2 * half + 1 > 2 else np.ones(1)
     win = win / win.sum()
@@ -110,8 +109,9 @@ def window_power(mono: NDArray[np.float32], sample_rate: int, times: NDArray[np.
     for i, t in enumerate(np.asarray(times, dtype=np.float64)):
         c = int(round(t * sample_rate))
         a, b = c - len(win) // 2, c - len(win) // 2 + len(win)
-        lo, hi = max(a, 0), min(b, len(x2))
-        out[i] = float(x2[lo:hi] @ win[lo - a:hi - a]) if hi > lo else 0.0
+        lo, hi = max(a, 0), min(b, len(mono))
+        seg = np.asarray(mono[lo:hi], dtype=np.float64)  # per window: no float64 copy of the whole track
+        out[i] = float((seg * seg) @ win[lo - a:hi - a]) if hi > lo else 0.0
     return out
 
 
