@@ -34,8 +34,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.interpolate import CubicSpline
-from scipy.ndimage import gaussian_filter1d
 
 from . import sphere
 from .errors import Pan360Error
@@ -197,6 +195,8 @@ def _check_inputs(maps: ArrayLike, times: ArrayLike) -> tuple[np.ndarray, np.nda
 
 def _smooth_segment(vec: np.ndarray, sigma_steps: float) -> np.ndarray:
     if sigma_steps > 0 and len(vec) > 1:
+        from scipy.ndimage import gaussian_filter1d  # imported when planning, not with the module
+
         vec = gaussian_filter1d(vec, sigma_steps, axis=0, mode="nearest")
     n = np.linalg.norm(vec, axis=1, keepdims=True)
     return vec / np.where(n > 1e-12, n, 1.0)
@@ -344,6 +344,8 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
         f = _cut_frame(m, t, step_of, k, incl[idx[k - 1]], incl[idx[k]], area, pool_h, pool_w, step_times)
         frame_seg[f:] = g
         cut_frames.append(f)
+    from scipy.interpolate import CubicSpline  # imported when planning, not with the module
+
     out = np.empty((n_frames, 3))
     sigma = opts.smooth / dt
     for g, (s0, s1) in enumerate(zip(seg_starts, seg_ends)):

@@ -1,7 +1,7 @@
 """Media I/O: probing, frame decoding, audio, writing, atomic output.
 
-Every clip is generated here with PyAV (small frames, a fraction of a second); real files from
-../shared/media are only read, and those tests skip when it is absent.
+Every clip is generated here with PyAV (small frames, a fraction of a second); real files from the
+development media (conftest.py's ``shared_media``) are only read, and those tests skip when it is absent.
 """
 
 from __future__ import annotations

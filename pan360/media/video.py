@@ -244,8 +244,13 @@ class VideoWriter:
             h, w = self.height, self.width
             if y.shape != (h, w) or u.shape != (h // 2, w // 2) or v.shape != (h // 2, w // 2):
                 raise Pan360Error(f"yuv420p planes do not match the {w}x{h} output")
-            stacked = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
-            return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+            # Each plane copied once, straight into the frame's own buffer (from_ndarray of the stacked
+            # planes made three copies: the stack, its bytes, the frame).
+            frame = av.VideoFrame(w, h, "yuv420p")
+            for plane, data in zip(frame.planes, (y, u, v)):
+                rows = np.frombuffer(plane, dtype=np.uint8, count=plane.line_size * plane.height)
+                rows.reshape(plane.height, plane.line_size)[:, : plane.width] = data
+            return frame
         arr = np.asarray(data)
         if arr.shape != (self.height, self.width, 3) or arr.dtype != np.uint8:
             raise Pan360Error(f"frame must be uint8 ({self.height}, {self.width}, 3), got {arr.dtype} {arr.shape}")

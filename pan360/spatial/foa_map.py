@@ -47,8 +47,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import sparse
-from scipy.ndimage import uniform_filter
 
 from pan360.errors import Pan360Error
 from pan360.progress import Progress
@@ -145,6 +143,11 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
              window: float, yaw_offset: float, band: tuple[float, float], kappa: float,
              progress: Progress | None) -> Iterator[tuple[NDArray[np.intp], F32, NDArray[np.float64]]]:
     """Yield (frame indices, maps (Tc, H, W), total in-band power (Tc,)) chunk by chunk."""
+    # scipy here, not at the top: importing it costs ~0.3 CPU s, which a render along a given path,
+    # or any job without FOA maps, never needs
+    from scipy import sparse
+    from scipy.ndimage import uniform_filter
+
     x = np.asarray(foa)
     if x.ndim != 2 or x.shape[0] != 4:
         raise Pan360Error(f"FOA maps need 4-channel ambiX audio shaped (4, N), got shape {x.shape}")
