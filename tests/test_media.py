@@ -636,3 +636,28 @@ def test_many_channel_audio_decodes_in_order_and_renders(tmp_path: Path, channel
     assert proc.returncode == 0, proc.stderr
     played = read_audio(out)
     assert played.samples.shape[0] == 2 and np.abs(played.samples).max() > 0.05  # the first two channels, audible
+
+
+def test_spliced_stream_with_restarting_clock_is_refused(tmp_path: Path) -> None:
+    """Two MPEG-TS segments joined byte for byte: the second one's timestamps repeat the first's, which
+    would silently merge half the frames away; refused on one line, with the remux that fixes it."""
+    import sys
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"p{i}.ts"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                        "testsrc=size=128x64:rate=10:duration=2", "-c:v", "libx264", "-f", "mpegts", str(part)],
+                       check=True)
+        parts.append(part.read_bytes())
+    spliced = tmp_path / "spliced.ts"
+    spliced.write_bytes(b"".join(parts))
+    proc = subprocess.run([sys.executable, "-m", "pan360", "info", str(spliced), "--projection", "equirect"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "timestamps start again" in proc.stderr and "ffmpeg -i spliced.ts -c copy" in proc.stderr
+    fixed = tmp_path / "fixed.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(spliced), "-c", "copy", str(fixed)],
+                   check=True)
+    assert probe(fixed, projection="equirect").n_frames == 40  # the suggested remux keeps every frame

@@ -41,6 +41,9 @@ _STEREO3D_TYPES = {
     6: "lines",
     7: "columns",
 }
+#: A timestamp this far (s) before the latest one, or one seen before, is a clock that started again
+#: (B-frame reordering moves timestamps back by a few frames and never repeats one).
+_RESTART_SECONDS = 5.0
 # Width/height range of a full-sphere equirect picture assumed without metadata (1920x1080 is 1.78).
 _PLAUSIBLE_ASPECT = (1.7, 2.1)
 
@@ -215,6 +218,8 @@ def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int,
     durations: dict[int, int] = {}
     head: list = []  # first packets, decoded afterwards for the metadata side data
     n_missing = 0
+    latest = 0  # the latest timestamp so far (packets come in decoding order)
+    restart = int(_RESTART_SECONDS / stream.time_base) if stream.time_base else 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:  # flush packets / frames an edit list hides
@@ -223,7 +228,15 @@ def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int,
             if t is None:
                 n_missing += 1
                 continue
+            if pts and (int(t) < latest - restart or int(t) in durations):
+                # a spliced or concatenated stream (e.g. MPEG-TS) whose clock starts again: its frames
+                # would share timestamps with earlier ones and be lost
+                raise Pan360Error(
+                    f"{path.name}: the video timestamps start again at {float(t * stream.time_base):.2f} s after "
+                    f"{float(latest * stream.time_base):.2f} s (a spliced stream); remux it first, e.g. "
+                    f"ffmpeg -i {path.name} -c copy fixed.mp4")
             pts.append(int(t))
+            latest = max(latest, int(t))
             durations[int(t)] = int(packet.duration or 0)
             if len(head) < 64:
                 head.append(packet)
