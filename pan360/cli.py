@@ -247,6 +247,8 @@ def info(
         ("projection", f"{mi.projection} ({mi.projection_source})"),
         ("stereo", f"{mi.stereo} ({mi.stereo_source})"),
     ]
+    if mi.display_rotation % 360:
+        rows.append(("rotation", f"{mi.display_rotation:g}° (display matrix; render and saliency refuse it)"))
     if mi.yaw or mi.pitch or mi.roll:
         rows.append(("initial view", f"yaw {mi.yaw:g}, pitch {mi.pitch:g}, roll {mi.roll:g}"))
     a = mi.audio

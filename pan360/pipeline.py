@@ -149,6 +149,12 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
     say = _collector(notes, notify)
     requested_size = check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset)
     info = probe(input, projection=projection, stereo=stereo)
+    if info.display_rotation % 360:
+        # an equirect picture turned in the plane is no longer equirect: refuse rather than guess
+        raise Pan360Error(
+            f"{info.path.name} asks players to rotate its picture by {info.display_rotation:g}° (display matrix); "
+            f"pan360 does not turn 360° pictures in the plane: remux without it: ffmpeg -display_rotation 0 "
+            f"-i {info.path.name} -c copy fixed{info.path.suffix}")
     options = SaliencyOptions(saliency, weights=weights, device=device, foa_format=foa_format, yaw_offset=yaw_offset)
     if path is None:
         source, note = choose_source(info, options)  # refuse a missing source before decoding anything

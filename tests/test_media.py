@@ -661,3 +661,27 @@ def test_spliced_stream_with_restarting_clock_is_refused(tmp_path: Path) -> None
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(spliced), "-c", "copy", str(fixed)],
                    check=True)
     assert probe(fixed, projection="equirect").n_frames == 40  # the suggested remux keeps every frame
+
+
+def test_display_rotation_is_reported_and_refused(tmp_path: Path) -> None:
+    """A display matrix (players turn the picture) is shown by info and refused by render, with the remux
+    that removes it; without one, nothing changes."""
+    import sys
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    ff = imageio_ffmpeg.get_ffmpeg_exe()
+    plain, rotated = tmp_path / "plain.mp4", tmp_path / "rot.mp4"
+    subprocess.run([ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=128x64:rate=10:duration=1", "-c:v",
+                    "libx264", str(plain)], check=True)
+    subprocess.run([ff, "-v", "error", "-display_rotation", "90", "-i", str(plain), "-c", "copy", str(rotated)],
+                   check=True)
+    assert probe(plain, projection="equirect").display_rotation == 0
+    assert abs(probe(rotated, projection="equirect").display_rotation) == 90
+    cli = [sys.executable, "-m", "pan360"]
+    shown = subprocess.run([*cli, "info", str(rotated), "--projection", "equirect"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "rotation" in shown.stdout
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([*cli, "render", str(rotated), "-o", str(out), "--projection", "equirect", "-q"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "display matrix" in proc.stderr and "-display_rotation 0" in proc.stderr and not out.exists()

@@ -103,6 +103,8 @@ class MediaInfo:
     roll: float
     video_stream_index: int
     audio: AudioInfo | None
+    #: Degrees the container asks players to turn the decoded picture (display matrix), 0 when none.
+    display_rotation: float = 0.0
 
     @property
     def n_frames(self) -> int:
@@ -193,8 +195,9 @@ def _audio_info(stream: av.audio.stream.AudioStream) -> AudioInfo:
     )
 
 
-def _first_frame_side_data(stream, packets) -> tuple[bytes | None, bytes | None]:
-    """Raw (AVSphericalMapping, AVStereo3D) side data of the first decodable frame, if any."""
+def _first_frame_side_data(stream, packets) -> tuple[bytes | None, bytes | None, float]:
+    """Raw (AVSphericalMapping, AVStereo3D) side data of the first decodable frame, if any, and its
+    display rotation (degrees, 0 without a display matrix)."""
     for packet in [*packets, None]:  # None drains the decoder's delay
         try:
             frames = stream.codec_context.decode(packet)
@@ -208,11 +211,11 @@ def _first_frame_side_data(stream, packets) -> tuple[bytes | None, bytes | None]
                     spherical = bytes(sd)
                 elif name == "STEREO3D":
                     stereo3d = bytes(sd)
-            return spherical, stereo3d
-    return None, None
+            return spherical, stereo3d, float(getattr(frame, "rotation", 0) or 0)
+    return None, None, 0.0
 
 
-def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int, bytes | None, bytes | None]:
+def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int, bytes | None, bytes | None, float]:
     """Sorted pts of every displayed video frame, the last frame's duration, and the first frame's metadata."""
     pts: list[int] = []
     durations: dict[int, int] = {}
@@ -247,9 +250,9 @@ def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int,
         raise Pan360Error(f"{path.name}: video packets carry no timestamps; remux the file (e.g. to MKV) first")
     if not pts:
         raise Pan360Error(f"{path.name}: the video stream has no frames (zero length)")
-    spherical, stereo3d = _first_frame_side_data(stream, head)
+    spherical, stereo3d, rotation = _first_frame_side_data(stream, head)
     arr = np.unique(np.asarray(pts, dtype=np.int64))  # sorted; duplicates would be one displayed instant
-    return arr, durations.get(int(arr[-1]), 0), spherical, stereo3d
+    return arr, durations.get(int(arr[-1]), 0), spherical, stereo3d, rotation
 
 
 def _parse_spherical(raw: bytes | None) -> tuple[str | None, tuple[float, float, float]]:
@@ -373,7 +376,7 @@ def probe(path: str | Path, *, projection: str = "auto", stereo: str = "auto") -
         if width <= 0 or height <= 0:
             raise Pan360Error(f"{p.name}: the video stream has no picture size")
         time_base = Fraction(vstream.time_base)
-        pts, last_dur, raw_sph, raw_s3d = _demux_video(p, container, vstream)
+        pts, last_dur, raw_sph, raw_s3d, rotation = _demux_video(p, container, vstream)
         format_name = container.format.name
         codec_name = ctx.name
         pix_fmt = ctx.format.name if ctx.format is not None else "unknown"
@@ -425,4 +428,5 @@ def probe(path: str | Path, *, projection: str = "auto", stereo: str = "auto") -
         roll=pose[2],
         video_stream_index=stream_index,
         audio=audio,
+        display_rotation=rotation,
     )
