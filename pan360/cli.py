@@ -123,8 +123,10 @@ def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str
         with _signals_as_interrupts(), _progress(quiet) as progress:
             return job(progress, notify)
     except KeyboardInterrupt as exc:
-        if debug:
-            raise
+        if debug:  # typer would turn a re-raised interrupt into a silent exit: show the traceback here
+            import traceback
+
+            traceback.print_exc()
         how = f"terminated by {exc.args[0]}" if isinstance(exc, _Terminated) else "interrupted"
         err.print(f"{how}: {interrupted() if interrupted else 'nothing was written'}", highlight=False,
                   soft_wrap=True)

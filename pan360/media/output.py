@@ -53,6 +53,23 @@ def _temp_pattern(final: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(final.stem)}\.tmp-(\d+)-[0-9a-f]{{8}}{re.escape(final.suffix)}")
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP held back (delivered on leaving) in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _cannot_create(parent: Path, exc: OSError) -> Pan360Error:
     return Pan360Error(f"cannot create a file in {parent}: {exc.strerror}")
 
@@ -147,8 +164,9 @@ class OutputSet:
                 pid = f" (PID {holder})" if holder.isdigit() else ""
                 raise Pan360Error(f"another pan360 run{pid} is writing {o.final}: refusing to write it at the "
                                   "same time (wait for that run, or choose another output)") from None
-            except OSError:  # a filesystem without flock: go on unclaimed
+            except OSError:  # a filesystem without flock: go on unclaimed, leaving no lock file behind
                 os.close(fd)
+                lock.unlink(missing_ok=True)
                 return
             try:
                 if os.fstat(fd).st_ino == os.stat(lock).st_ino:
@@ -219,10 +237,11 @@ class OutputSet:
                 os.fsync(f.fileno())
             if o.final.exists() and not self.overwrite:  # created by something else meanwhile
                 raise Pan360Error(f"output {o.final} already exists (use --overwrite to replace it)")
-        for o in self._outputs:
-            assert o.tmp is not None
-            os.replace(o.tmp, o.final)
-            o.tmp = None
+        with _signals_held():  # all renames or none: a signal between two would leave only some
+            for o in self._outputs:
+                assert o.tmp is not None
+                os.replace(o.tmp, o.final)
+                o.tmp = None
         for parent in {o.final.parent for o in self._outputs}:  # the renames on disk too
             try:
                 fd = os.open(parent if str(parent) else ".", os.O_RDONLY | os.O_DIRECTORY)

@@ -251,7 +251,7 @@ def _demux_video(path: Path, container, stream) -> tuple[NDArray[np.int64], int,
     if not pts:
         raise Pan360Error(f"{path.name}: the video stream has no frames (zero length)")
     spherical, stereo3d, rotation = _first_frame_side_data(stream, head)
-    arr = np.unique(np.asarray(pts, dtype=np.int64))  # sorted; duplicates would be one displayed instant
+    arr = np.sort(np.asarray(pts, dtype=np.int64))  # repeated timestamps were refused above
     return arr, durations.get(int(arr[-1]), 0), spherical, stereo3d, rotation
 
 
