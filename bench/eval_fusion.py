@@ -87,7 +87,7 @@ def evaluate_clip(path: Path, model, frames_dir: Path | None) -> dict:
     if info.audio is None or info.audio.channels != 4:
         raise SystemExit(f"{path.name}: needs 4-channel FOA audio")
     t0 = time.perf_counter()
-    fused_run = pipeline.analyse(path, saliency="fused", weights=model)
+    fused_run = pipeline.analyse(path, saliency="fused", weights=model, keep_parts=True)
     wall = time.perf_counter() - t0
     info, foa, net, fused = fused_run.info, fused_run.parts["foa"], fused_run.parts["net"], fused_run.maps
     area = sphere.equirect_solid_angle(foa.shape[2], foa.shape[1])

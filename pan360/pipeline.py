@@ -25,14 +25,15 @@ from numpy.typing import NDArray
 
 from pan360 import geometry, visualize
 from pan360.errors import Pan360Error
-from pan360.media import AudioTrack, MediaInfo, aac_writable, probe, read_audio
+from pan360.media import AudioStream, MediaInfo, aac_writable, probe
 from pan360.media.output import OutputSet
 from pan360.options import MAX_SIDE, MIN_SIDE, check_frame_size, check_number, check_x264
 from pan360.paths import CameraPath, load_path, resample_path, save_path
 from pan360.progress import StageProgress, stage
 from pan360.rendering import render_video
 from pan360.sources import SaliencyOptions, choose_source, compute_saliency
-from pan360.spatial import camera_stereo
+from pan360.signal import Signal
+from pan360.spatial import CameraStereo
 from pan360.trajectory import TrajectoryOptions, plan_camera_path
 
 #: Messages for the user (fallbacks, choices made); the CLI prints them, the API collects them.
@@ -44,11 +45,11 @@ class Analysis:
     """What :func:`analyse` found: the input, its sound, where to look, and the camera path."""
 
     info: MediaInfo
-    track: AudioTrack | None  # the decoded audio (None: the input has none)
+    track: AudioStream | None  # the audio, in memory or streamed (None: the input has none)
     source: str  # the saliency source used: "foa", "net", "fused", "none", or "path" (a given camera path)
     maps: NDArray[np.float32] | None  # (T, H, W) saliency per video frame; None with a given path
     path: CameraPath | None  # one entry per video frame; None when not planned (``plan=False``)
-    parts: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # maps behind ``maps`` ("foa", "net")
+    parts: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # maps behind ``maps`` (``keep_parts``)
     notes: list[str] = field(default_factory=list)
 
 
@@ -138,12 +139,15 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
             foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", plan: bool = True,
-            progress: StageProgress | None = None, notify: Notify | None = None) -> Analysis:
-    """Probe ``input``, decode its audio, compute its saliency maps and plan the camera path.
+            keep_parts: bool = False, progress: StageProgress | None = None,
+            notify: Notify | None = None) -> Analysis:
+    """Probe ``input``, open its audio, compute its saliency maps and plan the camera path.
 
     Keywords are :func:`render`'s (``weights`` may also be a loaded model); ``plan=False`` stops after the
-    maps. With ``path`` the camera path is that file's (resampled to the frame times) and no maps are
-    computed. Nothing is written.
+    maps; ``keep_parts`` keeps the maps a combined source is made of in ``Analysis.parts`` (otherwise
+    they are not kept: on long inputs each set is large). With ``path`` the camera path is that file's
+    (resampled to the frame times) and no maps are computed. Nothing is written. A short audio track is
+    decoded into memory, a long one streams (:class:`pan360.media.AudioStream`).
     """
     notes: list[str] = []
     say = _collector(notes, notify)
@@ -160,11 +164,13 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
         source, note = choose_source(info, options)  # refuse a missing source before decoding anything
         if note:
             say(note)
-    track = None if info.audio is None else read_audio(info, progress=stage(progress, "audio"))
+    # short tracks are decoded once into memory; long ones stream through every stage (flat memory)
+    track = None if info.audio is None else AudioStream(info).load(progress=stage(progress, "audio"))
     if path is not None:
         return Analysis(info, track, "path", None, given_path(path, info, requested_size, fov), notes=notes)
     parts: dict[str, NDArray[np.float32]] = {}
-    maps = compute_saliency(source, info, track, options, progress=stage(progress, "saliency"), parts=parts)
+    maps = compute_saliency(source, info, track, options, progress=stage(progress, "saliency"),
+                            parts=parts if keep_parts else None)
     cam = None
     if plan:
         cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
@@ -188,17 +194,16 @@ def output_files(input: str | Path, outputs: dict[str, str | Path | None], *, ov
     return files
 
 
-def output_audio(track: AudioTrack | None, path: CameraPath | None, foa_format: str = "auto",
-                 notify: Notify | None = None) -> tuple[NDArray[np.float32], int] | None:
-    """The output's sound: with a camera ``path``, FOA becomes stereo that follows the camera; anything
-    else passes through, as far as AAC can carry it."""
+def output_audio(track: AudioStream | None, path: CameraPath | None, foa_format: str = "auto",
+                 notify: Notify | None = None) -> tuple[Signal, int] | None:
+    """The output's sound, as a signal the encoder reads as it goes: with a camera ``path``, FOA becomes
+    stereo that follows the camera; anything else passes through, as far as AAC can carry it."""
     if track is None:
         return None
     if path is not None and track.is_foa(foa_format):
-        stereo = camera_stereo(track.foa(foa_format), track.sample_rate, path.times, path.yaw, path.pitch,
-                               roll=path.roll)
+        stereo = CameraStereo(track.foa(foa_format), path.times, path.yaw, path.pitch, roll=path.roll)
         return stereo, track.sample_rate
-    samples, note = aac_writable(track.samples)
+    samples, note = aac_writable(track)
     if note and notify is not None:
         notify(note)
     return samples, track.sample_rate

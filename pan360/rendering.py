@@ -74,8 +74,9 @@ def render_video(
         ``info.frame_times[i]``) is rendered with the path entry nearest in time.
     output_path : file written directly (the caller wraps it in :func:`pan360.media.atomic_output`).
     crf, preset : libx264 settings.
-    audio : the final audio track, ``(samples float32 (C, N), sample_rate)`` or an object with
-        ``samples`` and ``sample_rate`` (e.g. :class:`pan360.media.AudioTrack`); None for no audio.
+    audio : the final audio track: ``(samples, sample_rate)`` with samples a float32 (C, N) array or a
+        :class:`~pan360.signal.Signal` (streamed to the encoder), a signal, or an object with ``samples``
+        and ``sample_rate`` (e.g. :class:`pan360.media.AudioTrack`); None for no audio.
     device : "auto", "cpu" or "cuda" (see :class:`Renderer`).
     grid : source pixel grid, "centre" or "v360".
     progress : optional callback (frames done, total).
@@ -171,10 +172,15 @@ def render_video(
     return written[0]
 
 
-def _audio_parts(audio: Any) -> tuple[NDArray[np.float32] | None, int | None]:
+def _audio_parts(audio: Any) -> tuple[Any, int | None]:
+    """(samples or signal, rate) of the ``audio`` argument of :func:`render_video`."""
+    from pan360.signal import Signal
+
     if audio is None:
         return None, None
+    if isinstance(audio, Signal):
+        return audio, audio.sample_rate
     if hasattr(audio, "samples") and hasattr(audio, "sample_rate"):
         return np.asarray(audio.samples, dtype=np.float32), int(audio.sample_rate)
     samples, rate = audio
-    return np.asarray(samples, dtype=np.float32), int(rate)
+    return samples, int(rate)

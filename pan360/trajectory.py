@@ -99,6 +99,10 @@ class TrajectoryPlan:
 
 
 # ---------------------------------------------------------------------------------- candidates
+#: Back-pointer code of a cut (see :func:`plan`); neighbour columns are below it.
+_JUMP = 255
+
+
 @lru_cache(maxsize=4)
 def _candidates(grid: float, pitch_limit: float) -> np.ndarray:
     """(C, 2) yaw, pitch of the candidate views: yaw from -180+grid to 180, pitch symmetric about 0."""
@@ -238,16 +242,32 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     step_times = t[0] + dt * np.arange(n_steps)
     step_of = np.clip(np.round((t - t[0]) / dt).astype(np.int64), 0, n_steps - 1)
 
-    # 1. Per-frame centres of interest and pooled masses, in chunks (memory bounded by the chunk).
+    # 1. Per-frame centres of interest and the captured mass of every candidate view per step, in chunks
+    # of frames. Only steps that hold frames get a row (at 1 fps most steps hold none), and a step's
+    # pooled mass lives only until its last frame is in, so what is kept grows with the frames (one
+    # row of candidates each, less than the maps themselves), not with the steps or the pooling grid.
+    cand = _candidates(opts.grid, opts.pitch_limit)
+    cvec = sphere.dir_to_vec(cand[:, 0], cand[:, 1])
+    incl = _inclusion(opts.grid, opts.pitch_limit, float(opts.h_fov), v_fov, opts.edge, opts.edge_weight,
+                      opts.proximity, rows, cols)
     area = sphere.equirect_solid_angle(w, h)
     pool_h, pool_w = _overlap(h, rows), _overlap(w, cols)
-    step_mass = np.zeros((n_steps, rows * cols))
-    step_res = np.zeros((n_steps, 3))
     counts = np.bincount(step_of, minlength=n_steps).astype(np.float64)
+    have = counts > 0
+    filled = np.flatnonzero(have)  # the steps that hold frames, in order
+    slot = np.cumsum(have) - 1  # filled step -> its row among the filled ones
+    captured = np.empty((len(filled), len(cand)))
+    step_res = np.zeros((len(filled), 3))
     coi_yaw, coi_pitch, coi_conc = (np.zeros(n_frames) for _ in range(3))
     chunk = 256
     n_chunks = -(-n_frames // chunk)
     total_work = n_chunks + n_steps
+    carry: tuple[int, np.ndarray] | None = None  # (slot, partial pooled sum) of a step still open
+
+    def close(first: int, sums: np.ndarray) -> None:  # pooled sums of slots first.. are complete
+        mean = sums / counts[filled[first:first + len(sums)], None]
+        captured[first:first + len(sums)] = (mean.astype(np.float32) @ incl.T).astype(np.float64)
+
     for ci, a in enumerate(range(0, n_frames, chunk)):
         blk = np.nan_to_num(np.asarray(m[a:a + chunk], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         blk = np.maximum(blk, 0.0)
@@ -256,34 +276,39 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
         mass = blk * area
         res = (conc_f * mass.sum(axis=(1, 2)))[:, None] * sphere.dir_to_vec(yaw_f, pitch_f)
         pooled = np.einsum("rh,thw,cw->trc", pool_h, mass, pool_w, optimize=True).reshape(len(blk), -1)
-        s = step_of[a:a + chunk]
-        np.add.at(step_mass, s, pooled)
+        s = slot[step_of[a:a + chunk]]  # non-decreasing: frames are in time order
+        lo, hi = int(s[0]), int(s[-1])
+        sums = np.zeros((hi - lo + 1, rows * cols))
+        if carry is not None:
+            if carry[0] == lo:
+                sums[0] = carry[1]  # the same additions, in the same order, as one array for all steps
+            else:
+                close(carry[0], carry[1][None])
+        np.add.at(sums, s - lo, pooled)
         np.add.at(step_res, s, res)
+        last = a + chunk >= n_frames
+        close(lo, sums if last else sums[:-1])
+        carry = None if last else (hi, sums[-1])
         if progress is not None:
             progress(ci + 1, total_work)
-    have = counts > 0
-    step_mass[have] /= counts[have, None]
-    step_res[have] /= counts[have, None]
-    if not np.all(have):  # steps between sparse frames take the nearest frame's step
-        filled = np.flatnonzero(have)
-        near = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)), 0, len(filled) - 1)]
-        prev = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)) - 1, 0, len(filled) - 1)]
-        pick = np.where(np.abs(prev - np.arange(n_steps)) <= np.abs(near - np.arange(n_steps)), prev, near)
-        step_mass, step_res = step_mass[pick], step_res[pick]
+    step_res /= counts[filled, None]
+    # Steps between sparse frames take the nearest frame's step: step k reads filled row pick[k].
+    pos = np.searchsorted(filled, np.arange(n_steps))
+    near = np.clip(pos, 0, len(filled) - 1)
+    prev = np.clip(pos - 1, 0, len(filled) - 1)
+    pick = np.where(np.abs(filled[prev] - np.arange(n_steps)) <= np.abs(filled[near] - np.arange(n_steps)), prev, near)
 
-    # 2. Scores: captured mass + centring bonus, normalised by a clip-level reference.
-    cand = _candidates(opts.grid, opts.pitch_limit)
-    cvec = sphere.dir_to_vec(cand[:, 0], cand[:, 1])
-    incl = _inclusion(opts.grid, opts.pitch_limit, float(opts.h_fov), v_fov, opts.edge, opts.edge_weight,
-                      opts.proximity, rows, cols)
-    captured = (step_mass.astype(np.float32) @ incl.T).astype(np.float64)
+    # 2. Scores: captured mass + centring bonus, normalised by a clip-level reference. Every step's
+    # score row is its filled step's, rescaled: rows are kept per filled step and read through pick.
+    level = captured.mean(axis=1)[pick]
     res_norm = np.linalg.norm(step_res, axis=1)
     res_dir = step_res / np.where(res_norm > 0, res_norm, 1.0)[:, None]
     cos0 = math.cos(math.radians(opts.h_fov / 2))
-    bell = np.clip((res_dir @ cvec.T - cos0) / (1.0 - cos0), 0.0, 1.0)
-    score = captured + opts.centre_weight * res_norm[:, None] * bell
-    contrast = score.max(axis=1) - score.min(axis=1)
-    level = captured.mean(axis=1)
+    base = captured  # becomes the score rows in place, a block at a time (no second (filled, C) array)
+    for r in range(0, len(base), 4096):
+        bell = np.clip((res_dir[r:r + 4096] @ cvec.T - cos0) / (1.0 - cos0), 0.0, 1.0)
+        base[r:r + 4096] += opts.centre_weight * res_norm[r:r + 4096, None] * bell
+    contrast = (base.max(axis=1) - base.min(axis=1))[pick]
     ref = max(float(np.percentile(contrast, 95)), opts.contrast_floor * float(np.percentile(level, 95)))
     if ref <= 0:
         ref = float(contrast.max())
@@ -293,44 +318,52 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
         # floor, weigh proportionally less: silence and noise leave the camera where it is.
         div = np.maximum.reduce([contrast, np.full_like(contrast, opts.dynamic_range * ref),
                                  opts.contrast_floor * level])
-        score = score * (dt / div)[:, None]
+        scale = dt / div
         active = contrast / div  # 1 where something sounds, -> 0 in silence
     else:
-        score, active = np.zeros_like(score), np.zeros(n_steps)
+        scale, active = np.zeros(n_steps), np.zeros(n_steps)
     # Framing priors, only while something sounds (in silence the camera simply holds).
     home = sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch)
     prior = opts.home_weight * 0.5 * (1.0 + cvec @ home) + opts.level_weight * np.cos(np.radians(cand[:, 1]))
-    score += (active * dt)[:, None] * prior[None, :]
+
+    def score(k: int) -> np.ndarray:
+        return base[pick[k]] * scale[k] + (active[k] * dt) * prior
 
     # 3. Dynamic programming (maximise), bounded moves; ties go to the lowest index (deterministic).
     nbr, dist = _neighbours(opts.grid, opts.pitch_limit, reach)
     move_cost = opts.motion_cost * dist
     init = sphere.vec_angle(cvec, sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch))
-    value = score[0] - 1e-6 * init  # tiny: only breaks ties, e.g. for silent maps
-    back = np.empty((n_steps, len(cand)), np.int32)
+    value = score(0) - 1e-6 * init  # tiny: only breaks ties, e.g. for silent maps
+    # Back pointers as the chosen neighbour's column in nbr (one byte per candidate and step; JUMP
+    # marks a cut, whose origin is that step's single best candidate): hours of steps stay small.
+    if nbr.shape[1] >= _JUMP:
+        raise Pan360Error(f"too many neighbours per candidate ({nbr.shape[1]}) for the planner's back pointers")
+    back = np.empty((n_steps, len(cand)), np.uint8)
+    jumps = np.zeros(n_steps, np.int64)
     cut_at = np.zeros(n_steps, bool)
-    cut_from = np.zeros((n_steps, len(cand)), bool)
+    rows_c = np.arange(len(cand))
     report_every = max(1, n_steps // 50)
     for k in range(1, n_steps):
         options_k = value[nbr] - move_cost
         j = np.argmax(options_k, axis=1)
-        best = options_k[np.arange(len(cand)), j]
-        back[k] = nbr[np.arange(len(cand)), j]
+        best = options_k[rows_c, j]
+        back[k] = j
         if opts.cuts:
             jump = int(np.argmax(value))
             jump_value = value[jump] - opts.cut_penalty
             take = jump_value > best
             best = np.where(take, jump_value, best)
-            back[k] = np.where(take, jump, back[k])
-            cut_from[k] = take
-        value = score[k] + best
+            back[k, take] = _JUMP
+            jumps[k] = jump
+        value = score(k) + best
         if progress is not None and (k % report_every == 0 or k == n_steps - 1):
             progress(n_chunks + k + 1, total_work)
     idx = np.empty(n_steps, np.int64)
     idx[-1] = int(np.argmax(value))
     for k in range(n_steps - 1, 0, -1):
-        cut_at[k] = cut_from[k, idx[k]]
-        idx[k - 1] = back[k, idx[k]]
+        code = int(back[k, idx[k]])
+        cut_at[k] = code == _JUMP
+        idx[k - 1] = jumps[k] if cut_at[k] else nbr[idx[k], code]
     if progress is not None:
         progress(total_work, total_work)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,12 +43,13 @@ def overlay_heatmap(frame: NDArray[np.uint8], saliency_map: NDArray[np.floating]
 
 
 def write_heatmap_video(info: MediaInfo, maps: NDArray[np.floating], output: str | Path, *,
-                        audio: tuple[NDArray[np.float32], int] | None = None, crf: float = 23,
+                        audio: tuple[Any, int] | None = None, crf: float = 23,
                         preset: str = "medium", max_width: int = 1920, progress: Progress | None = None) -> None:
     """The equirect video (one eye, at most ``max_width`` wide) with the maps as a heatmap overlay.
 
-    Same frames and times as the input. ``audio``: ``(samples (C, N), sample_rate)`` to write with it
-    (channels AAC can carry, :func:`pan360.media.aac_writable`), or None.
+    Same frames and times as the input. ``audio``: ``(samples, sample_rate)`` to write with it (samples
+    a (C, N) array or a :class:`~pan360.signal.Signal`, streamed to the encoder; channels AAC can carry,
+    :func:`pan360.media.aac_writable`), or None.
     """
     scale = map_scale(maps)
     w, h = info.eye_width, info.eye_height

@@ -1,7 +1,7 @@
 """Media I/O through PyAV: probing, decoding one eye with timestamps, audio, H.264/AAC writing,
 atomic output files."""
 
-from pan360.media.audio import AudioTrack, read_audio
+from pan360.media.audio import AudioStream, AudioTrack, read_audio
 from pan360.media.output import atomic_output, check_output
 from pan360.media.probe import FOA_FORMATS, STEREO_MODES, AudioInfo, MediaInfo, is_foa_layout, probe
 from pan360.media.video import AAC_LAYOUTS, VideoWriter, aac_writable, iter_frames
@@ -11,6 +11,7 @@ __all__ = [
     "FOA_FORMATS",
     "STEREO_MODES",
     "AudioInfo",
+    "AudioStream",
     "AudioTrack",
     "MediaInfo",
     "VideoWriter",

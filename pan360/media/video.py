@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from pan360.errors import Pan360Error
 from pan360.options import check_x264
 from pan360.progress import Progress
+from pan360.signal import Signal, as_signal
 from pan360.media.probe import MediaInfo, open_input
 
 Planes = tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint8]]
@@ -126,14 +127,16 @@ def iter_frames(
 AAC_LAYOUTS = {1: "mono", 2: "stereo", 4: "4.0", 6: "5.1"}
 
 
-def aac_writable(samples: NDArray[np.float32]) -> tuple[NDArray[np.float32], str | None]:
-    """``samples`` (C, N) as AAC can carry them: unchanged for the channel counts of :data:`AAC_LAYOUTS`,
-    else the first two channels, with a note for the user saying so (else None)."""
-    channels = samples.shape[0]
+def aac_writable(samples: NDArray[np.float32] | Signal) -> tuple[NDArray[np.float32] | Signal, str | None]:
+    """``samples`` ((C, N) array or signal) as AAC can carry them: unchanged for the channel counts of
+    :data:`AAC_LAYOUTS`, else the first two channels, with a note for the user saying so (else None)."""
+    channels = samples.channels if isinstance(samples, Signal) else samples.shape[0]
     if channels in AAC_LAYOUTS:
         return samples, None
-    return (np.ascontiguousarray(samples[:2]),
-            f"{channels}-channel audio cannot be written as AAC; keeping the first two channels")
+    note = f"{channels}-channel audio cannot be written as AAC; keeping the first two channels"
+    if isinstance(samples, Signal):
+        return samples.map(lambda block: block[:2], 2), note
+    return np.ascontiguousarray(samples[:2]), note
 
 
 #: The containers pan360 writes H.264 + AAC into, by output extension (FFmpeg muxer names).
@@ -164,7 +167,8 @@ class VideoWriter:
     duration : end time of the video in seconds (the last frame lasts until then); None = the last
         frame lasts as long as the one before it.
     crf, preset : x264 quality and speed.
-    audio : float32 (channels, samples), sample 0 at time 0, or None; 1, 2, 4 or 6 channels. Audio beyond
+    audio : float32 (channels, samples) or a :class:`~pan360.signal.Signal` (read in time order as the
+        video advances), sample 0 at time 0, or None; 1, 2, 4 or 6 channels. Audio beyond
         the video's end is dropped. 4 channels are written with the AAC "4.0" layout in the given order,
         which FFmpeg-based readers (and :func:`read_audio`) return in that same order.
     sample_rate : audio sample rate (Hz), required with ``audio``.
@@ -186,7 +190,7 @@ class VideoWriter:
         duration: float | None = None,
         crf: float = 20,
         preset: str = "medium",
-        audio: NDArray[np.float32] | None = None,
+        audio: NDArray[np.float32] | Signal | None = None,
         sample_rate: int | None = None,
         audio_layout: str | None = None,
         audio_bitrate: int | None = None,
@@ -199,12 +203,13 @@ class VideoWriter:
         self._tb = Fraction(time_base)
         self._duration = duration
         self._fps = Fraction(fps).limit_denominator(1_000_000)
-        # no copy of the whole track: each encoded chunk is made contiguous on its own
-        self._audio = None if audio is None else np.asarray(audio, dtype=np.float32)
-        if self._audio is not None:
-            if self._audio.ndim != 2 or sample_rate is None or sample_rate <= 0:
-                raise Pan360Error("audio must be a (channels, samples) array with a sample rate")
-            channels = self._audio.shape[0]
+        # read chunk by chunk as the video advances: a streamed signal is never held whole
+        self._audio: Signal | None = None
+        if audio is not None:
+            if sample_rate is None or sample_rate <= 0 or not (isinstance(audio, Signal) or np.ndim(audio) == 2):
+                raise Pan360Error("audio must be a (channels, samples) array or a signal, with a sample rate")
+            self._audio = as_signal(audio, sample_rate)
+            channels = self._audio.channels
             audio_layout = audio_layout or AAC_LAYOUTS.get(channels)
             if audio_layout is None:
                 raise Pan360Error(f"cannot write {channels}-channel audio as AAC (1, 2, 4 or 6 channels)")
@@ -227,7 +232,7 @@ class VideoWriter:
         if self._audio is not None:
             self._sr = int(sample_rate)
             self._astream = self._container.add_stream("aac", rate=self._sr, layout=audio_layout)
-            self._astream.codec_context.bit_rate = audio_bitrate or 64_000 * self._audio.shape[0]
+            self._astream.codec_context.bit_rate = audio_bitrate or 64_000 * self._audio.channels
             self._astream.time_base = Fraction(1, self._sr)
         self._audio_pos = 0  # next audio sample to encode
         self._last_pts: int | None = None
@@ -284,12 +289,12 @@ class VideoWriter:
     def _write_audio_until(self, t: Fraction | float, final: bool = False) -> None:
         if self._astream is None:
             return
-        end = min(self._audio.shape[1], int(round(float(t) * self._sr)))
+        end = min(self._audio.length, int(round(float(t) * self._sr)))
         chunk = 1024  # the AAC frame size
         while self._audio_pos < end and (final or end - self._audio_pos >= chunk):
             stop = min(self._audio_pos + chunk, end)
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(self._audio[:, self._audio_pos : stop]),
+                np.ascontiguousarray(self._audio.read(self._audio_pos, stop)),
                 format="fltp",
                 layout=self._astream.codec_context.layout.name,
             )

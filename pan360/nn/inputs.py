@@ -15,6 +15,7 @@ from scipy.signal import resample_poly
 from torch import Tensor
 
 from pan360.errors import Pan360Error
+from pan360.signal import Resampled, Signal, as_signal
 
 if TYPE_CHECKING:
     from pan360.nn.model import ModelConfig
@@ -50,65 +51,59 @@ def resample_audio(samples: np.ndarray, sample_rate: int, target_rate: int) -> n
     return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
-def _clip_window(x: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+def _mono_signal(samples: np.ndarray | Signal, sample_rate: int) -> Signal:
+    if sample_rate <= 0:
+        raise Pan360Error(f"invalid sample rate {sample_rate}")
+    if not isinstance(samples, Signal) and np.ndim(samples) != 1:
+        raise Pan360Error(f"sound_window needs mono samples (N,), got shape {np.shape(samples)}")
+    x = as_signal(samples, sample_rate)
+    if x.channels != 1:
+        raise Pan360Error(f"sound_window needs a mono signal, got {x.channels} channels")
+    return x
+
+
+def _clip_window(x: Signal, centre_time: float, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """``window_fill="clip"``: the window slides to stay inside the clip (centred on ``centre_time``
     where it can be); a clip shorter than the window is looped to fill it. All samples are valid."""
-    length = cfg.window_samples
+    sample_rate, length, n = x.sample_rate, cfg.window_samples, x.length
     src_len = int(math.ceil(cfg.window * sample_rate))
-    if len(x) == 0:
+    if n == 0:
         return np.zeros(length, np.float32), np.zeros(length, bool)
-    if len(x) <= src_len:
-        seg = np.tile(x, src_len // len(x) + 1)[:src_len]
+    if n <= src_len:
+        whole = x.array()[0]
+        seg = np.tile(whole, src_len // n + 1)[:src_len]
     else:
-        a = int(np.clip(round((centre_time - cfg.window / 2) * sample_rate), 0, len(x) - src_len))
-        seg = x[a:a + src_len]
+        a = int(np.clip(round((centre_time - cfg.window / 2) * sample_rate), 0, n - src_len))
+        seg = x.read(a, a + src_len)[0]
     wave = resample_audio(seg, sample_rate, cfg.sample_rate)
     wave = np.pad(wave, (0, max(0, length - len(wave))))[:length].astype(np.float32)
     return wave, np.ones(length, bool)
 
 
 def sound_window(
-    samples: np.ndarray, sample_rate: int, centre_time: float, cfg: ModelConfig
+    samples: np.ndarray | Signal, sample_rate: int, centre_time: float, cfg: ModelConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``cfg.window`` seconds of mono audio centred on ``centre_time`` (s), at ``cfg.sample_rate``.
 
-    Parts of the window outside the clip (its start and end, or all around a clip shorter than the
-    window) are zeros and marked invalid: audio is never looped or mirrored, which would invent
-    sound. Pass the mask to :meth:`pan360.nn.model.SoundLocalizer.encode_sound` so that only conv8 steps that hear
-    real audio enter the average. Only the needed stretch (plus a filter margin) is resampled; for
-    many windows of one clip, resample it once with :func:`resample_audio` and pass the target rate.
+    ``samples``: (N,) float32, or a one-channel :class:`~pan360.signal.Signal` (read window by window,
+    so a streamed track is never held whole). Parts of the window outside the clip (its start and end,
+    or all around a clip shorter than the window) are zeros and marked invalid: audio is never looped or
+    mirrored, which would invent sound. Pass the mask to :meth:`pan360.nn.model.SoundLocalizer.encode_sound`
+    so that only conv8 steps that hear real audio enter the average. Only the needed stretch is
+    resampled (:class:`~pan360.signal.Resampled`); for many windows of one clip, pass the signal at the
+    target rate (``Resampled(signal, cfg.sample_rate)``, bit-identical to resampling it whole).
 
     Returns
     -------
     waveform : float32 (L,), L = ``cfg.window_samples``.
     valid : bool (L,), True where the sample is real audio.
     """
-    x = np.asarray(samples, dtype=np.float32)
-    if x.ndim != 1:
-        raise Pan360Error(f"sound_window needs mono samples (N,), got shape {x.shape}")
-    if sample_rate <= 0:
-        raise Pan360Error(f"invalid sample rate {sample_rate}")
-    tsr, length = cfg.sample_rate, cfg.window_samples
+    x = _mono_signal(samples, sample_rate)
     if cfg.window_fill == "clip":
-        return _clip_window(x, sample_rate, centre_time, cfg)
+        return _clip_window(x, centre_time, cfg)
+    tsr, length = cfg.sample_rate, cfg.window_samples
     m0 = int(round((centre_time - cfg.window / 2) * tsr))  # first window sample on the target grid
-    ratio = Fraction(tsr, sample_rate)
-    up, down = ratio.numerator, ratio.denominator
-    if up == down:
-        seg, seg_first, total = x, 0, len(x)
-    else:
-        # Source stretch starting on a multiple of `down`, so its resampled samples sit on the
-        # clip's global target grid (index a*up/down + j); 64 filter lengths of margin each side.
-        margin = 64 * down
-        a = max(0, (int(m0 * sample_rate // tsr) - margin) // down * down)
-        b = min(len(x), int(math.ceil((m0 + length) * sample_rate / tsr)) + margin)
-        seg = resample_poly(x[a:b], up, down).astype(np.float32) if b > a else np.zeros(0, np.float32)
-        seg_first = a * up // down
-        total = int(math.ceil(len(x) * up / down))  # resample_poly's output length for the whole clip
-    wave = np.zeros(length, np.float32)
-    valid = np.zeros(length, bool)
-    lo, hi = max(m0, 0, seg_first), min(m0 + length, total, seg_first + len(seg))
-    if hi > lo:
-        wave[lo - m0 : hi - m0] = seg[lo - seg_first : hi - seg_first]
-        valid[lo - m0 : hi - m0] = True
-    return wave, valid
+    y = Resampled(x, tsr)
+    wave = np.array(y.read(m0, m0 + length)[0], dtype=np.float32)  # zeros outside the clip
+    at = m0 + np.arange(length)
+    return wave, (at >= 0) & (at < y.length)

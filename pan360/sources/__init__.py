@@ -28,8 +28,9 @@ from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
 from pan360.progress import Progress, offset
-from pan360.media import AudioTrack, MediaInfo
+from pan360.media import AudioStream, AudioTrack, MediaInfo
 from pan360.nn.weights import has_weights, load_network
+from pan360.signal import Signal
 from pan360.spatial import foa_energy_maps
 
 #: Map grid (height, width): 2.8° cells, fine enough for a 60°+ view, cheap for 1800 frames.
@@ -41,7 +42,8 @@ DIRECTNESS_WINDOW = 1.0
 DIRECTNESS_STEP = 0.5
 
 
-def foa_directness(foa: NDArray[np.float32], sample_rate: int, frame_times: NDArray[np.float64]) -> NDArray[np.float64]:
+def foa_directness(foa: NDArray[np.float32] | Signal, sample_rate: int,
+                   frame_times: NDArray[np.float64]) -> NDArray[np.float64]:
     """(T,) FOA directness (direct / total power, :class:`pan360.spatial.foa_map.DirectionTrack`) at the
     frame times: 1 s windows every 0.5 s, linearly interpolated (the fusion's trust in the FOA map)."""
     from pan360.spatial.foa_map import foa_direction_track
@@ -113,7 +115,7 @@ def choose_source(info: MediaInfo, options: SaliencyOptions = SaliencyOptions())
     return "none", f"{why}: no saliency source for this input, the camera holds its initial direction"
 
 
-def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | None,
+def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | AudioStream | None,
                      options: SaliencyOptions = SaliencyOptions(), *, progress: Progress | None = None,
                      parts: dict[str, NDArray[np.float32]] | None = None) -> NDArray[np.float32]:
     """Maps (T, H, W) of a resolved ``source`` (see :func:`choose_source`) for every video frame.
@@ -131,19 +133,28 @@ def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | None,
         if source == "foa":
             return foa_maps
     if source in ("net", "fused"):
+        from pan360.sources.fusion import fuse_maps
         from pan360.sources.network import network_maps
 
         start = info.n_frames if source == "fused" else 0
-        net_maps = network_maps(load_network(options.weights), info, track, map_size=options.map_size,
-                                foa_format=options.foa_format, device=options.device, rate=options.net_rate,
-                                progress=offset(progress, start, start + info.n_frames))
+        net = dict(map_size=options.map_size, foa_format=options.foa_format, device=options.device,
+                   rate=options.net_rate, progress=offset(progress, start, start + info.n_frames))
+        model = load_network(options.weights)
         if source == "net":
-            return net_maps
-        from pan360.sources.fusion import fuse_maps
-
-        if parts is not None:
+            return network_maps(model, info, track, **net)
+        directness = foa_directness(foa, track.sample_rate, info.frame_times)
+        if parts is not None:  # every set kept, for the caller
+            net_maps = network_maps(model, info, track, **net)
             parts.update(foa=foa_maps, net=net_maps)
-        return fuse_maps(foa_maps, net_maps, directness=foa_directness(foa, track.sample_rate, info.frame_times))
+            return fuse_maps(foa_maps, net_maps, directness=directness)
+
+        def fuse(first: int, net_block: NDArray[np.float32]) -> None:
+            # the network's maps fused into the FOA maps' own array as they come: one set of maps alive
+            view = foa_maps[first:first + len(net_block)]
+            fuse_maps(view, net_block, directness=directness[first:first + len(net_block)], out=view)
+
+        network_maps(model, info, track, sink=fuse, **net)
+        return foa_maps
     if source == "none":
         return np.zeros((info.n_frames, h, w), dtype=np.float32)
     raise Pan360Error(f"unknown saliency source {source!r}")

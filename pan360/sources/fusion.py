@@ -93,7 +93,7 @@ def cone_weights(peak_vec: NDArray[np.float64], width: int, height: int, cone: f
 
 
 def fuse_maps(foa_maps: ArrayLike, net_maps: ArrayLike, *, beta: float = BETA, cone: float = CONE,
-              directness: ArrayLike | None = None, chunk: int = 256) -> F32:
+              directness: ArrayLike | None = None, chunk: int = 256, out: F32 | None = None) -> F32:
     """Fused saliency (T, H, W) float32 from FOA maps and network maps on the same grid and frames.
 
     Parameters
@@ -104,6 +104,8 @@ def fuse_maps(foa_maps: ArrayLike, net_maps: ArrayLike, *, beta: float = BETA, c
     cone : degrees around each frame's FOA peak within which the network may reweight (> 0).
     directness : (T,) FOA directness per frame; None: the FOA rule alone (ω = 1).
     chunk : frames per block (bounds memory).
+    out : (T, H, W) float32 array to write the result into; may be ``foa_maps`` itself (each block is
+        read before it is written), which saves a third set of maps on long inputs.
 
     Returns
     -------
@@ -121,7 +123,10 @@ def fuse_maps(foa_maps: ArrayLike, net_maps: ArrayLike, *, beta: float = BETA, c
         raise Pan360Error(f"fusion: directness must have one value per frame ({t}), got {omega.shape}")
     area = sphere.equirect_solid_angle(w, h)
     vec = sphere.equirect_vectors(w, h).reshape(-1, 3)
-    out = np.empty((t, h, w), np.float32)
+    if out is None:
+        out = np.empty((t, h, w), np.float32)
+    elif out.shape != (t, h, w) or out.dtype != np.float32:
+        raise Pan360Error(f"fusion: out must be float32 {(t, h, w)}, got {out.dtype} {out.shape}")
     for a in range(0, t, chunk):
         f = np.maximum(np.nan_to_num(foa[a:a + chunk].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0), 0.0)
         peak = vec[np.argmax(f.reshape(len(f), -1), axis=1)]

@@ -30,13 +30,15 @@ rolled by :data:`JITTER_PX` columns), 1 for the paper-size "vgg16" — and the m
 between are linearly interpolated in time; skipped frames are still decoded (the codec needs them) but
 never converted or resized. What that costs, measured: bench/README.md ("Network analysis speed").
 
-Memory: the output maps (T x 64 x 128 float32, 32 KB per frame) plus one batch of small frames.
+Memory: the output maps (T x 64 x 128 float32, 32 KB per frame; none with ``sink``, which receives them
+as they are made) plus one batch of small frames and the sound windows in hand (the audio is read window
+by window: a streamed track is never held whole).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -45,7 +47,8 @@ from numpy.typing import NDArray
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.progress import Progress
-from pan360.media import AudioTrack, MediaInfo
+from pan360.media import AudioStream, AudioTrack, MediaInfo
+from pan360.signal import Resampled, Signal, as_signal
 
 F32 = NDArray[np.float32]
 
@@ -98,10 +101,12 @@ def analysis_indices(times: NDArray[np.float64], rate: float | None) -> NDArray[
     return np.unique(np.concatenate([[0], near, [n - 1]])).astype(np.int64)
 
 
-def window_power(mono: NDArray[np.float32], sample_rate: int, times: NDArray[np.float64],
+def window_power(mono: NDArray[np.float32] | Signal, sample_rate: int, times: NDArray[np.float64],
                  window: float = POWER_WINDOW) -> NDArray[np.float64]:
-    """(T,) mean square of ``mono`` in a Hann window of ``window`` s centred on each time (zeros
-    outside the clip count as silence)."""
+    """(T,) mean square of ``mono`` ((N,), or a one-channel signal read in time order) in a Hann window of
+    ``window`` s centred on each time (zeros outside the clip count as silence)."""
+    x = as_signal(mono, sample_rate)
+    n = x.length
     half = max(1, int(round(window * sample_rate / 2)))
     win = np.hanning(2 * half + 1)[1:-1] if 2 * half + 1 > 2 else np.ones(1)
     win = win / win.sum()
@@ -109,8 +114,8 @@ def window_power(mono: NDArray[np.float32], sample_rate: int, times: NDArray[np.
     for i, t in enumerate(np.asarray(times, dtype=np.float64)):
         c = int(round(t * sample_rate))
         a, b = c - len(win) // 2, c - len(win) // 2 + len(win)
-        lo, hi = max(a, 0), min(b, len(mono))
-        seg = np.asarray(mono[lo:hi], dtype=np.float64)  # per window: no float64 copy of the whole track
+        lo, hi = max(a, 0), min(b, n)
+        seg = np.asarray(x.read(lo, hi)[0], dtype=np.float64) if hi > lo else np.zeros(0)
         out[i] = float((seg * seg) @ win[lo - a:hi - a]) if hi > lo else 0.0
     return out
 
@@ -180,28 +185,32 @@ def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: fl
     return NetworkPlan(device, size, analysis_indices(info.frame_times, rate), rate)
 
 
-def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_size: tuple[int, int] = (64, 128),
+def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | None, *, map_size: tuple[int, int] = (64, 128),
                  foa_format: str = "auto", device: str = "auto", rate: float | None = None,
                  input_height: int | None = None, batch_size: int | None = None, audio_hop: float = AUDIO_HOP,
-                 progress: Progress | None = None) -> F32:
+                 sink: Callable[[int, F32], None] | None = None, progress: Progress | None = None) -> F32 | None:
     """Network saliency maps (T, H, W) float32 of every video frame (see the module docstring).
 
     Parameters
     ----------
     model : a :class:`pan360.nn.model.SoundLocalizer` (moved to ``device`` and put in eval mode here).
-    info, track : the probed input and its decoded audio (required: the network localises a sound).
+    info, track : the probed input and its audio, decoded (:func:`pan360.media.read_audio`) or streamed
+        (:class:`pan360.media.AudioStream`); required: the network localises a sound.
     device : "auto" (CUDA when present), "cpu" or "cuda".
     rate : analysed frames per second; None: every frame on CUDA, :func:`cpu_rate` on CPU.
     input_height : model input rows (multiple of 16); None: ``model.config.image_height``.
     batch_size : frames per forward pass (None: 8, or 2 for "lite0", whose 512x1024 activations are large).
     audio_hop : seconds; sound-window centres are snapped to this grid and their embeddings shared.
     progress : callback (frames done, total frames).
+    sink : ``sink(first, maps)`` receives the maps of frames ``first, first + 1, ...`` in order, as soon as
+        they are final, and nothing is kept (None is returned): a consumer such as the fusion then never
+        holds the network's maps of a long input whole. Without it the maps are returned.
     """
     import torch
 
     from pan360.device import autocast
     from pan360.media import iter_frames
-    from pan360.nn.inputs import preprocess_frames, resample_audio, sound_window
+    from pan360.nn.inputs import preprocess_frames, sound_window
 
     if track is None:
         raise Pan360Error("--saliency net needs an audio track: the network localises what it hears")
@@ -209,8 +218,9 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     cfg = model.config
     if batch_size is None:
         batch_size = 2 if cfg.arch == "lite0" and plan.device == "cpu" else 8
-    mono = track.mono(foa_format)
-    mono_model = resample_audio(mono, track.sample_rate, cfg.sample_rate)
+    # a signal read window by window (a streamed track is never held whole), at the model's rate
+    mono = as_signal(track.mono(foa_format), track.sample_rate)
+    mono_model = Resampled(mono, cfg.sample_rate)
     times = info.frame_times
     power = window_power(mono, track.sample_rate, times[plan.analysed])
     dev = torch.device(plan.device)
@@ -224,7 +234,11 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
     # A window of 10 s or more (SoundNet-8's conv8) barely changes in a second: share it wider.
     hop = audio_hop if cfg.window < 10 else max(audio_hop, LONG_WINDOW_HOP)
     total = info.n_frames
-    out = np.zeros((total, *map_size), np.float32)
+    out = np.zeros((total, *map_size), np.float32) if sink is None else None
+    if sink is None:
+        def sink(first: int, maps: F32) -> None:
+            out[first:first + len(maps)] = maps
+    prev: F32 | None = None  # the map of the last analysed frame written
     wanted = np.zeros(total, bool)
     wanted[plan.analysed] = True
     rank = np.full(total, -1, np.int64)
@@ -246,7 +260,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
             cache[k] = (fs_row, row)
 
     def flush() -> None:
-        nonlocal last
+        nonlocal last, prev
         if not batch_idx:
             return
         keys = [int(round(times[i] / hop)) for i in batch_idx]
@@ -267,12 +281,12 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
             conf = np.clip(logits.float().flatten(1).max(dim=1).values.cpu().numpy(), 0.0, 1.0)
         maps = attention_to_maps(att_np, power[rank[batch_idx]] * conf, map_size)
         for i, m in zip(batch_idx, maps):
-            out[i] = m
             if last >= 0 and i - last > 1:  # frames skipped in between: linear in time
                 t0, t1 = times[last], times[i]
                 f = ((times[last + 1:i] - t0) / (t1 - t0) if t1 > t0 else np.full(i - last - 1, 0.5))
-                out[last + 1:i] = (1 - f)[:, None, None] * out[last] + f[:, None, None] * m
-            last = i
+                sink(last + 1, ((1 - f)[:, None, None] * prev + f[:, None, None] * m).astype(np.float32))
+            sink(i, m[None])
+            last, prev = i, m
         for k in [k for k in cache if k < keys[-1] - 1]:  # centres only grow: keep memory bounded
             del cache[k]
         batch_idx.clear()
@@ -291,4 +305,6 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | None, *, map_s
         if len(batch_idx) >= batch_size:
             flush()
     flush()
+    if last < total - 1:  # the decoder stopped short of the probed frame count: no map there
+        sink(last + 1, np.zeros((total - 1 - last, *map_size), np.float32))
     return out

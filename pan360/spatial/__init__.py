@@ -1,6 +1,7 @@
 """Spatial audio: first-order ambisonics formats, rotation, camera-following stereo, energy maps."""
 
 from pan360.spatial.ambisonics import (
+    CameraStereo,
     ambix_to_fuma,
     camera_stereo,
     encode_foa,
@@ -11,6 +12,7 @@ from pan360.spatial.ambisonics import (
 from pan360.spatial.foa_map import DirectionTrack, foa_direction_track, foa_energy_maps, map_peaks
 
 __all__ = [
+    "CameraStereo",
     "ambix_to_fuma",
     "camera_stereo",
     "encode_foa",

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pan360.errors import Pan360Error
+from pan360.signal import ArraySignal, Signal
 from pan360.sphere import dir_to_vec
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "encode_foa",
     "rotate_foa",
     "camera_stereo",
+    "CameraStereo",
 ]
 
 F32 = NDArray[np.float32]
@@ -190,40 +192,76 @@ def camera_stereo(foa: ArrayLike, sample_rate: float, times: ArrayLike, yaw: Arr
     Cardioids never invert polarity, so the mix stays mono-compatible.
     """
     f = _check_foa(foa)
-    n = f.shape[1]
-    t = np.asarray(times, dtype=np.float64).ravel()
-    ya = np.asarray(yaw, dtype=np.float64).ravel()
-    pa = np.asarray(pitch, dtype=np.float64).ravel()
-    ra = np.zeros_like(t) if roll is None else np.asarray(roll, dtype=np.float64).ravel()
-    if not (t.size == ya.size == pa.size == ra.size) or t.size == 0:
-        raise Pan360Error("camera path arrays (times, yaw, pitch, roll) must be non-empty and of one length")
-    if sample_rate <= 0:
-        raise Pan360Error(f"invalid audio sample rate {sample_rate}")
-    if np.any(np.diff(t) < 0):
-        order = np.argsort(t, kind="stable")
-        t, ya, pa, ra = t[order], ya[order], pa[order], ra[order]
-    ya = np.degrees(np.unwrap(np.radians(ya)))  # the short way across ±180°
-    if not 0.0 <= pattern <= 1.0:
-        raise Pan360Error(f"microphone pattern must be in [0, 1], got {pattern}")
+    return CameraStereo(ArraySignal(f, sample_rate), times, yaw, pitch, roll=roll, mic_angle=mic_angle,
+                        pattern=pattern, peak_limit=peak_limit).array()
 
-    phi = np.radians(mic_angle)
-    front_gain = pattern + (1.0 - pattern) * np.cos(phi)
-    if front_gain <= 1e-6:
-        raise Pan360Error("microphone angle/pattern leave no sensitivity at the view centre")
-    g_w = pattern / front_gain
-    g_x = (1.0 - pattern) * np.cos(phi) / front_gain
-    g_y = (1.0 - pattern) * np.sin(phi) / front_gain
 
-    out = np.empty((2, n), dtype=np.float32)
-    for a in range(0, n, _BLOCK):
-        b = min(a + _BLOCK, n)
-        st = np.arange(a, b, dtype=np.float64) / float(sample_rate)
-        cy, cp, cr = _camera_angles_at(st, t, ya, pa, ra)
-        x, y, _ = _rotate_block(f[0, a:b], f[1, a:b], f[2, a:b], f[3, a:b], cy, cp, cr)
-        common = g_w * f[0, a:b] + g_x * x
-        out[0, a:b] = common + g_y * y  # left mic: azimuth +mic_angle (Y is positive to the left)
-        out[1, a:b] = common - g_y * y
-    peak = float(np.max(np.abs(out))) if n else 0.0
-    if peak > peak_limit > 0:
-        out *= np.float32(peak_limit / peak)
-    return out
+class CameraStereo(Signal):
+    """:func:`camera_stereo` as a signal: (2, N) computed range by range from a FOA signal (an array's, or
+    a streamed track's), so a long recording is never held whole. The constant gain of ``peak_limit``
+    comes from one pass over the whole track, made at the first read."""
+
+    def __init__(self, foa: Signal, times: ArrayLike, yaw: ArrayLike, pitch: ArrayLike, *,
+                 roll: ArrayLike | None = None, mic_angle: float = 60.0, pattern: float = 0.5,
+                 peak_limit: float = 0.99) -> None:
+        if foa.channels != 4:
+            raise Pan360Error(f"first-order ambisonics needs 4 channels, got {foa.channels}")
+        t = np.asarray(times, dtype=np.float64).ravel()
+        ya = np.asarray(yaw, dtype=np.float64).ravel()
+        pa = np.asarray(pitch, dtype=np.float64).ravel()
+        ra = np.zeros_like(t) if roll is None else np.asarray(roll, dtype=np.float64).ravel()
+        if not (t.size == ya.size == pa.size == ra.size) or t.size == 0:
+            raise Pan360Error("camera path arrays (times, yaw, pitch, roll) must be non-empty and of one length")
+        if np.any(np.diff(t) < 0):
+            order = np.argsort(t, kind="stable")
+            t, ya, pa, ra = t[order], ya[order], pa[order], ra[order]
+        if not 0.0 <= pattern <= 1.0:
+            raise Pan360Error(f"microphone pattern must be in [0, 1], got {pattern}")
+        phi = np.radians(mic_angle)
+        front_gain = pattern + (1.0 - pattern) * np.cos(phi)
+        if front_gain <= 1e-6:
+            raise Pan360Error("microphone angle/pattern leave no sensitivity at the view centre")
+        self.foa, self.sample_rate, self.channels = foa, foa.sample_rate, 2
+        self._t, self._pitch, self._roll = t, pa, ra
+        self._yaw = np.degrees(np.unwrap(np.radians(ya)))  # the short way across ±180°
+        self._g = (pattern / front_gain, (1.0 - pattern) * np.cos(phi) / front_gain,
+                   (1.0 - pattern) * np.sin(phi) / front_gain)
+        self._peak_limit = peak_limit
+        self._gain: float | None = None
+
+    @property
+    def length(self) -> int:
+        return self.foa.length
+
+    def _raw(self, start: int, stop: int) -> F32:
+        """Stereo before the gain, samples start..stop-1 (zeros outside the track)."""
+        out = np.zeros((2, max(stop - start, 0)), dtype=np.float32)
+        g_w, g_x, g_y = self._g
+        lo, hi = max(start, 0), min(stop, self.length)
+        for a in range(lo, hi, _BLOCK):
+            b = min(a + _BLOCK, hi)
+            f = self.foa.read(a, b)
+            st = np.arange(a, b, dtype=np.float64) / float(self.sample_rate)
+            cy, cp, cr = _camera_angles_at(st, self._t, self._yaw, self._pitch, self._roll)
+            x, y, _ = _rotate_block(f[0], f[1], f[2], f[3], cy, cp, cr)
+            common = g_w * f[0] + g_x * x
+            out[0, a - start:b - start] = common + g_y * y  # left mic: azimuth +mic_angle (Y is positive to the left)
+            out[1, a - start:b - start] = common - g_y * y
+        return out
+
+    @property
+    def gain(self) -> float:
+        """The one constant gain that brings the whole track's peak down to ``peak_limit`` (or 1)."""
+        if self._gain is None:
+            peak = 0.0
+            for a in range(0, self.length, _BLOCK):
+                peak = max(peak, float(np.max(np.abs(self._raw(a, min(a + _BLOCK, self.length))))))
+            self._gain = self._peak_limit / peak if peak > self._peak_limit > 0 else 1.0
+        return self._gain
+
+    def read(self, start: int, stop: int) -> F32:
+        gain = self.gain
+        out = self._raw(start, stop)
+        if gain != 1.0:
+            out *= np.float32(gain)
+        return out

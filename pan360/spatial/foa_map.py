@@ -50,6 +50,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from pan360.errors import Pan360Error
 from pan360.progress import Progress
+from pan360.signal import Signal, as_signal
 from pan360.sphere import equirect_angles, equirect_solid_angle, equirect_vectors, vec_to_dir
 
 __all__ = ["foa_energy_maps", "foa_direction_track", "map_peaks", "DirectionTrack"]
@@ -124,22 +125,18 @@ def _smooth_on_sphere(hist: NDArray[np.float64], kappa: float) -> F32:
     return np.maximum(out, 0.0).astype(np.float32)
 
 
-def _stft(foa: F32, f0: int, f1: int, nfft: int, hop: int, window: NDArray[np.float64],
+def _stft(foa: Signal, f0: int, f1: int, nfft: int, hop: int, window: NDArray[np.float64],
           k0: int, k1: int) -> NDArray[np.complex64]:
     """Spectra (4, f1-f0, k1-k0) of STFT frames f0..f1-1; frame f is centred on sample f·hop."""
-    n = foa.shape[1]
     start = f0 * hop - nfft // 2
     stop = (f1 - 1) * hop + nfft - nfft // 2
-    seg = np.zeros((4, stop - start), dtype=np.float32)
-    a, b = max(start, 0), min(stop, n)
-    if b > a:
-        seg[:, a - start:b - start] = foa[:, a:b]
+    seg = foa.read(start, stop)  # zeros outside the track
     frames = np.lib.stride_tricks.sliding_window_view(seg, nfft, axis=1)[:, ::hop]
     spec = np.fft.rfft(frames * window.astype(np.float32), axis=2)
     return spec[:, :, k0:k1].astype(np.complex64, copy=False)
 
 
-def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, width: int, height: int,
+def _analyse(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike, *, width: int, height: int,
              window: float, yaw_offset: float, band: tuple[float, float], kappa: float,
              progress: Progress | None) -> Iterator[tuple[NDArray[np.intp], F32, NDArray[np.float64]]]:
     """Yield (frame indices, maps (Tc, H, W), total in-band power (Tc,)) chunk by chunk."""
@@ -148,13 +145,14 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
     from scipy import sparse
     from scipy.ndimage import uniform_filter
 
-    x = np.asarray(foa)
-    if x.ndim != 2 or x.shape[0] != 4:
-        raise Pan360Error(f"FOA maps need 4-channel ambiX audio shaped (4, N), got shape {x.shape}")
-    x = x.astype(np.float32, copy=False)
     times = np.asarray(frame_times, dtype=np.float64).ravel()
     if sample_rate <= 0 or not np.all(np.isfinite(times)):
         raise Pan360Error("FOA maps need a positive sample rate and finite frame times")
+    if not isinstance(foa, Signal) and np.ndim(foa) != 2:
+        raise Pan360Error(f"FOA maps need 4-channel ambiX audio shaped (4, N), got shape {np.shape(foa)}")
+    x = as_signal(foa, sample_rate)  # read window by window: a streamed track is never held whole
+    if x.channels != 4:
+        raise Pan360Error(f"FOA maps need 4-channel ambiX audio shaped (4, N), got {x.channels} channels")
     if width < 2 or height < 2 or window <= 0:
         raise Pan360Error("FOA map size must be at least 2x2 and the analysis window positive")
     total = times.size
@@ -172,7 +170,7 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
     if k1 <= k0:
         raise Pan360Error(f"analysis band {band} Hz is empty at {sample_rate} Hz")
     nbins = k1 - k0
-    n_frames = x.shape[1] // hop + 1  # frame centres 0, hop, ... up to the last sample
+    n_frames = x.length // hop + 1  # frame centres 0, hop, ... up to the last sample
     smooth_t = max(3, int(round(_SMOOTH_S / dt)) | 1)
     margin = smooth_t // 2
 
@@ -250,7 +248,7 @@ def _analyse(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, widt
             progress(c1, total)
 
 
-def foa_energy_maps(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, width: int = 128,
+def foa_energy_maps(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike, *, width: int = 128,
                     height: int = 64, window: float = 0.2, yaw_offset: float = 0.0,
                     band: tuple[float, float] = _BAND, kappa: float = _KAPPA,
                     progress: Progress | None = None) -> F32:
@@ -258,7 +256,8 @@ def foa_energy_maps(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, 
 
     Parameters
     ----------
-    foa : (4, N) ambiX SN3D audio (convert FuMa / N3D first).
+    foa : (4, N) ambiX SN3D audio (convert FuMa / N3D first), an array or a :class:`~pan360.signal.Signal`
+        (read in time order, window by window: a streamed track is never held whole).
     sample_rate : Hz.
     frame_times : (T,) video frame times in seconds (any spacing: VFR is fine).
     width, height : map size; pixel centres as :func:`pan360.sphere.equirect_angles`.
@@ -310,7 +309,7 @@ def map_peaks(maps: ArrayLike, radius: float = 15.0) -> tuple[NDArray[np.float64
     return yaw, pitch, flat[np.arange(t), top]
 
 
-def foa_direction_track(foa: ArrayLike, sample_rate: float, frame_times: ArrayLike, *, width: int = 128,
+def foa_direction_track(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike, *, width: int = 128,
                         height: int = 64, window: float = 0.2, yaw_offset: float = 0.0,
                         band: tuple[float, float] = _BAND, kappa: float = _KAPPA,
                         progress: Progress | None = None) -> DirectionTrack:
