@@ -4,6 +4,9 @@
 #   bench/compare_outputs.sh OLD_CHECKOUT /tmp/old && bench/compare_outputs.sh . /tmp/new
 #   for f in /tmp/old/*; do cmp "$f" "/tmp/new/${f##*/}"; done
 # (an old checkout: git archive REV | tar -x -C DIR). PYTHON: the interpreter (default: python3).
+# Run it on an idle machine: x264 through PyAV does not always encode the same pictures to the same
+# bytes while other processes load the CPU (seen on the 612x344 default render, in old and new trees
+# alike; the pictures handed to the encoder were identical), so a busy run can differ in its MP4s.
 set -euo pipefail
 repo=$(cd "$1" && pwd); out=$2; mkdir -p "$out"; cd "$repo"
 run() { PYTHONPATH="$repo" "${PYTHON:-python3}" -m pan360 "$@" --overwrite -q; }

@@ -64,6 +64,7 @@ _KAPPA = 40.0  # vMF concentration: FWHM ≈ 21°, ~ the spread of intensity dir
 # source switch by more than a frame.
 _SMOOTH_S = 0.1
 _FREQ_SMOOTH = 5
+_STFT_BLOCK = 128  # STFT frames transformed at once
 _CHUNK_ENTRIES = 1 << 21  # window entries (video frames x STFT frames x bins) per chunk: bounds memory
 
 
@@ -132,8 +133,13 @@ def _stft(foa: Signal, f0: int, f1: int, nfft: int, hop: int, window: NDArray[np
     stop = (f1 - 1) * hop + nfft - nfft // 2
     seg = foa.read(start, stop)  # zeros outside the track
     frames = np.lib.stride_tricks.sliding_window_view(seg, nfft, axis=1)[:, ::hop]
-    spec = np.fft.rfft(frames * window.astype(np.float32), axis=2)
-    return spec[:, :, k0:k1].astype(np.complex64, copy=False)
+    win = window.astype(np.float32)
+    out = np.empty((4, frames.shape[1], k1 - k0), np.complex64)
+    # a block of frames at a time, keeping only the band: the windowed frames and full spectra of a
+    # whole chunk would be ~6x the band's spectra (each frame's transform is the same either way)
+    for b in range(0, frames.shape[1], _STFT_BLOCK):
+        out[:, b:b + _STFT_BLOCK] = np.fft.rfft(frames[:, b:b + _STFT_BLOCK] * win, axis=2)[:, :, k0:k1]
+    return out
 
 
 def _analyse(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike, *, width: int, height: int,
