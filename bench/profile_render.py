@@ -114,12 +114,12 @@ def stages_child(clip: Path, path_file: Path, work: Path, cprofile: int) -> None
 
     import numpy as np
 
-    from pan360.media import VideoWriter, iter_frames, probe, read_audio
+    from pan360.media import AudioStream, VideoWriter, iter_frames, probe
     from pan360.reproject import Renderer
     from pan360.rendering import path_indices, render_video
 
     info = st.time("probe", probe, clip)
-    track = st.time("audio decode (read_audio)", read_audio, info)
+    track = st.time("audio decode (AudioStream.load)", lambda: AudioStream(info).load())
     cam = st.time("camera path (given_path)", pl.given_path, path_file, info, (1280, 720), None)
     audio = st.time("output audio (output_audio)", pl.output_audio, track, cam)
 

@@ -99,10 +99,6 @@ class TrajectoryPlan:
 
 
 # ---------------------------------------------------------------------------------- candidates
-#: Back-pointer code of a cut (see :func:`plan`); neighbour columns are below it.
-_JUMP = 255
-
-
 @lru_cache(maxsize=4)
 def _candidates(grid: float, pitch_limit: float) -> np.ndarray:
     """(C, 2) yaw, pitch of the candidate views: yaw from -180+grid to 180, pitch symmetric about 0."""
@@ -263,10 +259,22 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     n_chunks = -(-n_frames // chunk)
     total_work = n_chunks + n_steps
     carry: tuple[int, np.ndarray] | None = None  # (slot, partial pooled sum) of a step still open
+    ready: list[np.ndarray] = []  # mean pooled rows of complete steps, from slot `done` on
+    done = 0
 
-    def close(first: int, sums: np.ndarray) -> None:  # pooled sums of slots first.. are complete
-        mean = sums / counts[filled[first:first + len(sums)], None]
-        captured[first:first + len(sums)] = (mean.astype(np.float32) @ incl.T).astype(np.float64)
+    def close(sums: np.ndarray, final: bool = False) -> None:
+        """Complete steps' pooled sums (the slots after those closed so far) → their captured rows."""
+        nonlocal done
+        first = done + len(ready)
+        ready.extend(sums / counts[filled[first:first + len(sums)], None])
+        if len(ready) < 2 and not final:
+            return  # BLAS gives one row (gemv) other last bits than a matrix (gemm): never one alone
+        rows = np.stack(ready).astype(np.float32)
+        if len(rows) == 1 and n_steps > 1:  # as a row of the all-steps matrix it always was
+            rows = np.concatenate([rows, rows])
+        captured[done:done + len(ready)] = (rows @ incl.T).astype(np.float64)[:len(ready)]
+        done += len(ready)
+        ready.clear()
 
     for ci, a in enumerate(range(0, n_frames, chunk)):
         blk = np.nan_to_num(np.asarray(m[a:a + chunk], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -283,11 +291,11 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
             if carry[0] == lo:
                 sums[0] = carry[1]  # the same additions, in the same order, as one array for all steps
             else:
-                close(carry[0], carry[1][None])
+                close(carry[1][None])
         np.add.at(sums, s - lo, pooled)
         np.add.at(step_res, s, res)
         last = a + chunk >= n_frames
-        close(lo, sums if last else sums[:-1])
+        close(sums if last else sums[:-1], final=last)
         carry = None if last else (hi, sums[-1])
         if progress is not None:
             progress(ci + 1, total_work)
@@ -305,9 +313,13 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     res_dir = step_res / np.where(res_norm > 0, res_norm, 1.0)[:, None]
     cos0 = math.cos(math.radians(opts.h_fov / 2))
     base = captured  # becomes the score rows in place, a block at a time (no second (filled, C) array)
-    for r in range(0, len(base), 4096):
-        bell = np.clip((res_dir[r:r + 4096] @ cvec.T - cos0) / (1.0 - cos0), 0.0, 1.0)
-        base[r:r + 4096] += opts.centre_weight * res_norm[r:r + 4096, None] * bell
+    bounds = list(range(0, len(base), 4096)) + [len(base)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]  # no block of one row (see close)
+    for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        d = res_dir[r0:r1] if r1 - r0 > 1 or n_steps == 1 else np.concatenate([res_dir[r0:r1]] * 2)
+        bell = np.clip((d @ cvec.T - cos0) / (1.0 - cos0), 0.0, 1.0)[:r1 - r0]
+        base[r0:r1] += opts.centre_weight * res_norm[r0:r1, None] * bell
     contrast = (base.max(axis=1) - base.min(axis=1))[pick]
     ref = max(float(np.percentile(contrast, 95)), opts.contrast_floor * float(np.percentile(level, 95)))
     if ref <= 0:
@@ -334,11 +346,11 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     move_cost = opts.motion_cost * dist
     init = sphere.vec_angle(cvec, sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch))
     value = score(0) - 1e-6 * init  # tiny: only breaks ties, e.g. for silent maps
-    # Back pointers as the chosen neighbour's column in nbr (one byte per candidate and step; JUMP
-    # marks a cut, whose origin is that step's single best candidate): hours of steps stay small.
-    if nbr.shape[1] >= _JUMP:
-        raise Pan360Error(f"too many neighbours per candidate ({nbr.shape[1]}) for the planner's back pointers")
-    back = np.empty((n_steps, len(cand)), np.uint8)
+    # Back pointers as the chosen neighbour's column in nbr: one byte per candidate and step (two for a
+    # camera so fast, ~450°/s and up, that it has 255 neighbours or more), the top code marking a cut
+    # whose origin is that step's single best candidate: hours of steps stay small.
+    back = np.empty((n_steps, len(cand)), np.uint8 if nbr.shape[1] < 255 else np.uint16)
+    jump_code = np.iinfo(back.dtype).max
     jumps = np.zeros(n_steps, np.int64)
     cut_at = np.zeros(n_steps, bool)
     rows_c = np.arange(len(cand))
@@ -353,7 +365,7 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
             jump_value = value[jump] - opts.cut_penalty
             take = jump_value > best
             best = np.where(take, jump_value, best)
-            back[k, take] = _JUMP
+            back[k, take] = jump_code
             jumps[k] = jump
         value = score(k) + best
         if progress is not None and (k % report_every == 0 or k == n_steps - 1):
@@ -362,7 +374,7 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     idx[-1] = int(np.argmax(value))
     for k in range(n_steps - 1, 0, -1):
         code = int(back[k, idx[k]])
-        cut_at[k] = code == _JUMP
+        cut_at[k] = code == jump_code
         idx[k - 1] = jumps[k] if cut_at[k] else nbr[idx[k], code]
     if progress is not None:
         progress(total_work, total_work)

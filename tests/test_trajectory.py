@@ -204,3 +204,15 @@ def test_progress_and_speed():
     assert calls and calls[-1][0] == calls[-1][1]
     assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
     assert elapsed < 10.0  # ~0.5 s on one free core; generous for a loaded CI box
+
+
+@pytest.mark.parametrize("cuts", [False, True])
+def test_a_very_fast_camera_plans_and_keeps_its_bound(cuts: bool) -> None:
+    """--max-speed 600: 317 neighbours per candidate, past one byte of back pointer (two are used)."""
+    t, ty, tp, switches = switch_scene(6.0, [(0.0, 0.0, 0.0), (3.0, 170.0, 10.0)])
+    opts = TrajectoryOptions(max_speed=600.0, cuts=cuts)
+    p = plan(blob_maps(ty, tp), t, opts)
+    path = camera(t, p.yaw, p.pitch)
+    speed = np.delete(angular_speed(path), np.asarray(p.cuts, np.int64) - 1)
+    assert speed.max() <= opts.max_speed * (1 + 1e-6)
+    assert trajectory_report(path, ty, tp, switches).in_view >= 0.95

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
-from pan360.signal import ArraySignal, Signal, slice_padded
+from pan360.signal import BLOCK, ArraySignal, Signal, slice_padded
 from pan360.progress import Progress
 from pan360.media.probe import (
     MediaInfo,
@@ -230,9 +230,10 @@ def _aligned_blocks(path: Path, t0: float | None, channels: int,
                     if expected is None or abs(at - start - expected) > resync:
                         expected = at - start
                 expected = expected or 0
-                if expected > placed:  # audio starts after the first video frame, or a gap
-                    yield np.zeros((channels, expected - placed), np.float32)
-                    placed = expected
+                while expected > placed:  # audio starts after the first video frame, or a gap
+                    zeros = min(expected - placed, BLOCK)  # in blocks: a long gap is not one array
+                    yield np.zeros((channels, zeros), np.float32)
+                    placed += zeros
                 keep = data[:, placed - expected :]  # drops audio before sample 0 and overlaps
                 expected += data.shape[1]
                 if keep.shape[1]:
@@ -324,13 +325,11 @@ class AudioStream(Signal):
 
     @property
     def length(self) -> int:
-        if self._length is None:
-            if self._in_memory:
-                self.load()
-            else:
-                self.passes += 1
-                self._length = sum(b.shape[1] for b in _aligned_blocks(self.path, self._t0, self.channels))
-        assert self._length is not None
+        if self._length is None and self._in_memory:
+            self.load()
+        if self._length is None:  # streamed (or found too long to load): one decode-only pass
+            self.passes += 1
+            self._length = sum(b.shape[1] for b in _aligned_blocks(self.path, self._t0, self.channels))
         return self._length
 
     def read(self, start: int, stop: int) -> NDArray[np.float32]:
@@ -338,7 +337,7 @@ class AudioStream(Signal):
             self.load()
         if self._all is not None:
             return slice_padded(self._all, 0, start, stop)
-        if self._pass is None or start < self._pass.first:
+        if self._pass is None or max(start, 0) < self._pass.first:  # nothing before sample 0 to go back for
             self.passes += 1
             self._pass = _Pass(_aligned_blocks(self.path, self._t0, self.channels), self.channels)
         data, ended = self._pass.read(start, stop)
