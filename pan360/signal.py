@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,7 +22,7 @@ from pan360.errors import Pan360Error
 
 F32 = NDArray[np.float32]
 
-#: Samples per block when a signal is walked from start to end (:meth:`Signal.blocks`): ~1.4 s at 48 kHz.
+#: Samples per block where a long stretch is made in pieces (a gap's zeros): ~1.4 s at 48 kHz.
 BLOCK = 1 << 16
 
 
@@ -37,21 +37,10 @@ class Signal:
         """Number of samples."""
         raise NotImplementedError
 
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.length / self.sample_rate
-
     def read(self, start: int, stop: int) -> F32:
         """Samples ``start`` to ``stop - 1``, (channels, stop - start), zeros outside the signal. The
         result may be a view: do not write into it."""
         raise NotImplementedError
-
-    def blocks(self, size: int = BLOCK) -> Iterator[tuple[int, F32]]:
-        """(first sample, block) from start to end, blocks of ``size`` samples (the last one shorter)."""
-        n = self.length
-        for a in range(0, n, size):
-            yield a, self.read(a, min(a + size, n))
 
     def array(self) -> F32:
         """The whole signal as one array (for short signals)."""

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
-from pan360.signal import BLOCK, ArraySignal, Signal, slice_padded
+from pan360.signal import BLOCK, Signal, slice_padded
 from pan360.progress import Progress
 from pan360.media.probe import (
     MediaInfo,
@@ -82,10 +82,6 @@ class AudioTrack:
         """(N,) mono signal, as every mono consumer (network inference and training) hears it: the W
         (omni) channel of FOA in SN3D, else the mean of the channels."""
         return _mono(self.samples, self.ambisonic, foa_format)
-
-    def signal(self) -> Signal:
-        """The track as a :class:`~pan360.signal.Signal` (no copy)."""
-        return ArraySignal(self.samples, self.sample_rate)
 
 
 #: NumPy dtypes of FFmpeg's sample formats (planar ones end in "p").
@@ -267,12 +263,21 @@ def read_audio(
     """
     path, t0 = _source(source)
     head = _header(path)
-    # one buffer filled in place (a list of blocks joined at the end would hold the track twice)
+    samples = _decode_whole(path, t0, head, progress)
+    assert samples is not None  # no size limit
+    return AudioTrack(samples=samples, sample_rate=head.sample_rate, layout=head.layout, ambisonic=head.ambisonic)
+
+
+def _decode_whole(path: Path, t0: float | None, head: _Header, progress: Progress | None = None,
+                  limit: int | None = None) -> NDArray[np.float32] | None:
+    """The whole aligned track in one buffer filled in place (a list of blocks joined at the end would
+    hold it twice); None as soon as it exceeds ``limit`` bytes."""
     buf = _Growing(head.channels, int(head.seconds * head.sample_rate) + head.sample_rate)
     for block in _aligned_blocks(path, t0, head.channels, progress):
         buf.append(block)
-    return AudioTrack(samples=buf.samples(), sample_rate=head.sample_rate, layout=head.layout,
-                      ambisonic=head.ambisonic)
+        if limit is not None and buf.samples().nbytes > limit:
+            return None
+    return buf.samples()
 
 
 #: Tracks up to this many bytes of float32 samples are decoded into memory once (:class:`AudioStream`).
@@ -295,7 +300,7 @@ class AudioStream(Signal):
         head = _header(self.path)
         self.sample_rate, self.channels = head.sample_rate, head.channels
         self.layout, self.ambisonic = head.layout, head.ambisonic
-        self._nominal = head.seconds
+        self._head = head
         self._budget = in_memory_bytes
         # a track of unknown duration streams: it may be hours long
         self._in_memory = 0 < head.seconds * head.sample_rate * head.channels * 4 <= in_memory_bytes
@@ -313,14 +318,11 @@ class AudioStream(Signal):
         """Decode a short track into memory now (nothing for a long one); returns self."""
         if self._in_memory and self._all is None:
             self.passes += 1
-            buf = _Growing(self.channels, int(self._nominal * self.sample_rate) + self.sample_rate)
-            for block in _aligned_blocks(self.path, self._t0, self.channels, progress):
-                buf.append(block)
-                if buf.samples().nbytes > 2 * self._budget:  # far longer than its header said: stream it
-                    self._in_memory = False
-                    return self
-            self._all = buf.samples()
-            self._length = int(self._all.shape[1])
+            self._all = _decode_whole(self.path, self._t0, self._head, progress, limit=2 * self._budget)
+            if self._all is None:  # far longer than its header said: stream it
+                self._in_memory = False
+            else:
+                self._length = int(self._all.shape[1])
         return self
 
     @property
