@@ -8,10 +8,12 @@ Python API (the CLI's flags are these functions' keywords)::
     info = pan360.info("in.mp4")
     analysis = pan360.analyse("in.mp4")  # info, audio, maps and camera path; nothing written
 
-The stages, in the order the data flows: :mod:`pan360.media` (probe, decode, encode),
-:mod:`pan360.sources` (saliency sources: spatial audio in :mod:`pan360.spatial`, the network in
+The stages, in the order the data flows: :mod:`pan360.media` (probe, decode, encode, the camera's
+motion metadata), :mod:`pan360.stabilize` (the frame everything after lives in: camera, level or
+world), :mod:`pan360.sources` (saliency sources: spatial audio in :mod:`pan360.spatial`, the network in
 :mod:`pan360.nn`), :mod:`pan360.trajectory` (the camera path, :mod:`pan360.paths`),
-:mod:`pan360.rendering` (reprojection, :mod:`pan360.reproject`); :mod:`pan360.pipeline` joins them.
+:mod:`pan360.rendering` (reprojection of equirect or cubemap frames, :mod:`pan360.reproject`,
+:mod:`pan360.projections`); :mod:`pan360.pipeline` joins them.
 """
 
 from __future__ import annotations

@@ -56,6 +56,16 @@ class Stereo(str, Enum):
 class Projection(str, Enum):
     auto = "auto"
     equirect = "equirect"
+    eac = "eac"
+    c3x2 = "c3x2"
+    c6x1 = "c6x1"
+
+
+class Stabilize(str, Enum):
+    auto = "auto"
+    off = "off"
+    level = "level"
+    world = "world"
 
 
 @contextmanager
@@ -149,7 +159,8 @@ Debug = typer.Option(False, "--debug", help="Show the full traceback on errors."
 Overwrite = typer.Option(False, "--overwrite", help="Replace existing output files.")
 YawOffset = typer.Option(0.0, "--yaw-offset", help="Degrees added to the audio direction (audio front ≠ video centre).")
 FoaFmt = typer.Option(FoaFormat.auto, "--foa-format", help="Ambisonic format of 4-channel audio (auto: metadata, else ambiX).")
-ProjectionOpt = typer.Option(Projection.auto, "--projection", help="'equirect' forces equirect input whatever the metadata says.")
+ProjectionOpt = typer.Option(Projection.auto, "--projection",
+                             help="Input layout, as ffmpeg v360 names it (auto: metadata, else equirect): equirect, eac (YouTube), c3x2, c6x1.")
 StereoOpt = typer.Option(Stereo.auto, "--stereo", help="Stereo packing of the input (auto: metadata).")
 Weights = typer.Option(None, "--weights", help="Network checkpoint (.safetensors) [default: the bundled weights].")
 SaliencyOpt = typer.Option(SaliencyName.auto, "--saliency",
@@ -176,6 +187,9 @@ def render(
     foa_format: FoaFormat = FoaFmt,
     projection: Projection = ProjectionOpt,
     stereo: Stereo = StereoOpt,
+    stabilize: Stabilize = typer.Option(Stabilize.auto, "--stabilize",
+                                        help="level: horizon level; world: the camera's turns held still too; off: the picture's axes "
+                                             "(auto: level when the file records the camera's motion, GPMF or CAMM)."),
     overwrite: bool = Overwrite,
     quiet: bool = Quiet,
     debug: bool = Debug,
@@ -187,7 +201,7 @@ def render(
         input, output, size=size, fov=fov, crf=crf, preset=preset, path=path, trajectory_out=trajectory_out,
         plot=plot, saliency=saliency.value, weights=weights, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
         device=device.value, yaw_offset=yaw_offset, foa_format=foa_format.value, projection=projection.value,
-        stereo=stereo.value, progress=progress, notify=notify))
+        stereo=stereo.value, stabilize=stabilize.value, progress=progress, notify=notify))
     if not quiet:
         cam = result.path
         err.print(f"wrote {result.output} ({cam.width}x{cam.height}, {len(cam)} frames, "
@@ -253,6 +267,9 @@ def info(
         rows.append(("rotation", f"{mi.display_rotation:g}° (display matrix; render and saliency refuse it)"))
     if mi.yaw or mi.pitch or mi.roll:
         rows.append(("initial view", f"yaw {mi.yaw:g}, pitch {mi.pitch:g}, roll {mi.roll:g}"))
+    from pan360.stabilize import describe_motion
+
+    rows.append(("camera motion", describe_motion(mi)))
     a = mi.audio
     if a is None:
         rows.append(("audio", "none"))

@@ -140,6 +140,24 @@ def rotation_matrix(yaw: float, pitch: float, roll: float, rorder: str = "ypr") 
     return mats[order[0]] @ mats[order[1]] @ mats[order[2]]
 
 
+def matrix_to_ypr(m: ArrayLike) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees whose :func:`rotation_matrix` (order ``ypr``) is the rotation ``m``.
+
+    Pitch is in [-90, 90], yaw and roll in (-180, 180]; looking straight up or down (gimbal lock) the
+    roll is 0 and the yaw carries the whole turn. Used to express a view composed with the camera's
+    own rotation as one v360 view, so the renderer needs nothing else.
+    """
+    r = np.asarray(m, dtype=np.float64)
+    beta = math.asin(max(-1.0, min(1.0, -float(r[2, 0]))))  # about y
+    if math.cos(beta) > 1e-9:
+        alpha = math.atan2(float(r[1, 0]), float(r[0, 0]))  # about z
+        gamma = math.atan2(float(r[2, 1]), float(r[2, 2]))  # about x
+    else:
+        alpha, gamma = math.atan2(-float(r[0, 1]), float(r[1, 1])), 0.0
+    yaw, pitch, roll = -math.degrees(alpha), -math.degrees(beta), math.degrees(gamma)
+    return (yaw + 360.0 if yaw <= -180.0 else yaw), pitch, (roll + 360.0 if roll <= -180.0 else roll)
+
+
 def image_plane_coords(
     xs: ArrayLike, ys: ArrayLike, out_w: int, out_h: int, h_fov: float, v_fov: float
 ) -> tuple[FloatArray, FloatArray]:

@@ -6,12 +6,16 @@ in (-180, 180], positive to the viewer's right; pitch positive up; roll as v360.
 
 JSON version 1::
 
-    {"version": 1, "fps": 29.97, "width": 1920, "height": 1080,
+    {"version": 1, "fps": 29.97, "width": 1920, "height": 1080, "frame": "camera",
      "frames": [{"index": 0, "time": 0.0, "yaw": 12.5, "pitch": -3.0, "roll": 0.0,
                  "h_fov": 75.0, "v_fov": 46.4}]}
 
 On input ``roll`` (default 0) and ``v_fov`` (default: square pixels, ``tan(v/2) = tan(h/2)·height/width``)
 may be omitted, and so may ``time`` when ``index`` is given (``time = index / fps``).
+
+``frame`` says which frame the angles are in (:data:`FRAMES`, see :mod:`pan360.stabilize`):
+``"camera"`` (the picture's own axes; the default when absent), ``"level"`` (the camera's roll and
+pitch removed, yaw following its heading) or ``"world"`` (the camera's turns removed too).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .geometry import View, check_fov, v_fov_for
 from .options import check_frame_size
 
 FORMAT_VERSION = 1
+#: The frames a path's angles can be in (the trajectory file's ``frame``).
+FRAMES = ("camera", "level", "world")
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
 _TIME_TOL = 1e-6  # seconds: what rounding times to _DECIMALS may move them
 
@@ -52,6 +58,7 @@ class CameraPath:
     width: int         # output frame size
     height: int
     fps: float
+    frame: str = "camera"  # what the angles are relative to: one of FRAMES
 
     def __post_init__(self) -> None:
         names = ("times", "yaw", "pitch", "roll", "h_fov", "v_fov")
@@ -89,6 +96,8 @@ class CameraPath:
         if not (math.isfinite(float(self.fps)) and float(self.fps) > 0.0):
             raise Pan360Error(f"camera path: fps must be positive, got {self.fps}")
         self.fps = float(self.fps)
+        if self.frame not in FRAMES:
+            raise Pan360Error(f"camera path: frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
 
     def __len__(self) -> int:
         return len(self.times)
@@ -124,7 +133,7 @@ def path_to_dict(path: CameraPath) -> dict[str, Any]:
         for i in range(len(path))
     ]
     return {"version": FORMAT_VERSION, "fps": r(path.fps), "width": path.width, "height": path.height,
-            "frames": frames}
+            "frame": path.frame, "frames": frames}
 
 
 def save_path(path: CameraPath, file: str | Path) -> None:
@@ -167,6 +176,9 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
         raise Pan360Error(f"{source}: 'frames' must be a non-empty list")
     if fps <= 0:
         raise Pan360Error(f"{source}: 'fps' must be positive, got {fps:g}")
+    frame = doc.get("frame", "camera")
+    if frame not in FRAMES:
+        raise Pan360Error(f"{source}: 'frame' must be one of {', '.join(FRAMES)}, got {frame!r}")
     cols: dict[str, list[float]] = {k: [] for k in ("time", "yaw", "pitch", "roll", "h_fov", "v_fov")}
     for i, fr in enumerate(frames):
         where = f"{source}: frame {i}"
@@ -195,7 +207,7 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     check_frame_size(width, height, f"{source}: output size")  # the bounds of --size
     return CameraPath(np.array(cols["time"]), np.array(cols["yaw"]), np.array(cols["pitch"]),
                       np.array(cols["roll"]), np.array(cols["h_fov"]), np.array(cols["v_fov"]),
-                      width, height, fps)
+                      width, height, fps, frame)
 
 
 def read_json(file: str | Path, what: str) -> Any:
@@ -275,7 +287,7 @@ def resample_path(keyframes: CameraPath, times: ArrayLike) -> CameraPath:
         return a[j0] + (a[j1] - a[j0]) * frac
 
     return CameraPath(t, yaw, pitch, lerp(roll_unwrapped), lerp(keyframes.h_fov), lerp(keyframes.v_fov),
-                      keyframes.width, keyframes.height, keyframes.fps)
+                      keyframes.width, keyframes.height, keyframes.fps, keyframes.frame)
 
 
 # ------------------------------------------------------------------------------- ffmpeg export
@@ -286,8 +298,12 @@ def to_ffmpeg_sendcmd(path: CameraPath) -> str:
 
         ffmpeg -i in.mp4 -vf "sendcmd=f=path.cmd,v360=e:flat:reset_rot=1:w=W:h=H" out.mp4
 
-    Only values that change are sent (each command makes v360 rebuild its whole remap table).
+    Only values that change are sent (each command makes v360 rebuild its whole remap table). v360
+    knows nothing of the camera's motion: only a path in the picture's own ("camera") frame replays.
     """
+    if path.frame != "camera":
+        raise Pan360Error(f"this camera path is in the {path.frame} frame; ffmpeg's v360 replays camera-frame "
+                          "angles only (render it with pan360 render --path)")
     lines = [
         "# pan360 camera path for ffmpeg v360 (absolute angles: use v360 option reset_rot=1)",
         f"# v360=e:flat:reset_rot=1:w={path.width}:h={path.height}",

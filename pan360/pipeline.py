@@ -34,6 +34,7 @@ from pan360.rendering import render_video
 from pan360.sources import SaliencyOptions, choose_source, compute_saliency
 from pan360.signal import Signal
 from pan360.spatial import CameraStereo
+from pan360.stabilize import MODE_OF, Stabilization, choose_stabilization
 from pan360.trajectory import TrajectoryOptions, plan_camera_path
 
 #: Messages for the user (fallbacks, choices made); the CLI prints them, the API collects them.
@@ -51,6 +52,7 @@ class Analysis:
     path: CameraPath | None  # one entry per video frame; None when not planned (``plan=False``)
     parts: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # maps behind ``maps`` (``keep_parts``)
     notes: list[str] = field(default_factory=list)
+    stabilization: Stabilization = field(default_factory=lambda: Stabilization("off"))  # the frame of maps and path
 
 
 @dataclass
@@ -116,16 +118,16 @@ def plan_path(info: MediaInfo, maps: NDArray[np.float32], options: TrajectoryOpt
               size: tuple[int, int] | None = None, progress: StageProgress | None = None) -> CameraPath:
     """The camera path over ``maps`` at ``info``'s frame times, for an output of ``size`` (default: 16:9,
     no larger than the input's native resolution at the field of view)."""
-    w, h = size or geometry.default_output_size(info.eye_width, options.h_fov)
+    w, h = size or geometry.default_output_size(info.equirect_size[0], options.h_fov)
     return plan_camera_path(maps, info.frame_times, w, h, float(info.fps), options,
                             progress=stage(progress, "trajectory"))
 
 
-def given_path(file: str | Path, info: MediaInfo, size: tuple[int, int] | None = None,
+def given_path(file: str | Path | CameraPath, info: MediaInfo, size: tuple[int, int] | None = None,
                fov: float | None = None) -> CameraPath:
     """A trajectory file (keyframes allowed) at ``info``'s frame times; ``size`` and ``fov`` replace the
     file's (the vertical FOV then follows the output aspect, square pixels)."""
-    keyframes = load_path(file)
+    keyframes = file if isinstance(file, CameraPath) else load_path(file)
     w, h = size or (keyframes.width, keyframes.height)
     h_fov = keyframes.h_fov if fov is None else np.full(len(keyframes), float(fov))
     v_fov = keyframes.v_fov
@@ -138,15 +140,16 @@ def given_path(file: str | Path, info: MediaInfo, size: tuple[int, int] | None =
 def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov: float | None = None,
             path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
-            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", plan: bool = True,
-            keep_parts: bool = False, progress: StageProgress | None = None,
+            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
+            plan: bool = True, keep_parts: bool = False, progress: StageProgress | None = None,
             notify: Notify | None = None) -> Analysis:
     """Probe ``input``, open its audio, compute its saliency maps and plan the camera path.
 
     Keywords are :func:`render`'s (``weights`` may also be a loaded model); ``plan=False`` stops after the
     maps; ``keep_parts`` keeps the maps a combined source is made of in ``Analysis.parts`` (otherwise
     they are not kept: on long inputs each set is large). With ``path`` the camera path is that file's
-    (resampled to the frame times) and no maps are computed. Nothing is written. A short audio track is
+    (resampled to the frame times) and no maps are computed; its ``frame`` decides the stabilisation
+    unless ``stabilize`` names one (which must agree). Nothing is written. A short audio track is
     decoded into memory, a long one streams (:class:`pan360.media.AudioStream`).
     """
     notes: list[str] = []
@@ -160,22 +163,34 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             f"pan360 does not turn 360° pictures in the plane: remux without it: ffmpeg -display_rotation 0 "
             f"-i {info.path.name} -c copy fixed{info.path.suffix}")
     options = SaliencyOptions(saliency, weights=weights, device=device, foa_format=foa_format, yaw_offset=yaw_offset)
-    if path is None:
+    keyframes = None if path is None else load_path(path)
+    if keyframes is not None:
+        wanted = MODE_OF[keyframes.frame]
+        if stabilize not in ("auto", wanted):
+            raise Pan360Error(f"--path is in the {keyframes.frame} frame (its 'frame'), --stabilize {stabilize} "
+                              f"asks for {'camera' if stabilize == 'off' else stabilize}: drop --stabilize or use {wanted}")
+        stab, _ = choose_stabilization(info, wanted)
+    else:
+        stab, note = choose_stabilization(info, stabilize)
+        if note:
+            say(note)
         source, note = choose_source(info, options)  # refuse a missing source before decoding anything
         if note:
             say(note)
     # short tracks are decoded once into memory; long ones stream through every stage (flat memory)
     track = None if info.audio is None else AudioStream(info).load(progress=stage(progress, "audio"))
-    if path is not None:
-        return Analysis(info, track, "path", None, given_path(path, info, requested_size, fov), notes=notes)
+    if keyframes is not None:
+        return Analysis(info, track, "path", None, given_path(keyframes, info, requested_size, fov), notes=notes,
+                        stabilization=stab)
     parts: dict[str, NDArray[np.float32]] = {}
     maps = compute_saliency(source, info, track, options, progress=stage(progress, "saliency"),
-                            parts=parts if keep_parts else None)
+                            parts=parts if keep_parts else None, stabilization=stab)
     cam = None
     if plan:
         cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
                         requested_size, progress)
-    return Analysis(info, track, source, maps, cam, parts, notes)
+        cam = replace(cam, frame=stab.frame)
+    return Analysis(info, track, source, maps, cam, parts, notes, stab)
 
 
 def output_files(input: str | Path, outputs: dict[str, str | Path | None], *, overwrite: bool,
@@ -195,13 +210,16 @@ def output_files(input: str | Path, outputs: dict[str, str | Path | None], *, ov
 
 
 def output_audio(track: AudioStream | None, path: CameraPath | None, foa_format: str = "auto",
-                 notify: Notify | None = None) -> tuple[Signal, int] | None:
+                 notify: Notify | None = None, stabilization: Stabilization | None = None,
+                 yaw_offset: float = 0.0) -> tuple[Signal, int] | None:
     """The output's sound, as a signal the encoder reads as it goes: with a camera ``path``, FOA becomes
-    stereo that follows the camera; anything else passes through, as far as AAC can carry it."""
+    stereo that follows the camera (the field turned by ``yaw_offset`` and into the path's frame);
+    anything else passes through, as far as AAC can carry it."""
     if track is None:
         return None
     if path is not None and track.is_foa(foa_format):
-        stereo = CameraStereo(track.foa(foa_format), path.times, path.yaw, path.pitch, roll=path.roll)
+        foa = (stabilization or Stabilization("off")).foa(track.foa(foa_format), yaw_offset)
+        stereo = CameraStereo(foa, path.times, path.yaw, path.pitch, roll=path.roll)
         return stereo, track.sample_rate
     samples, note = aac_writable(track)
     if note and notify is not None:
@@ -223,7 +241,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
            trajectory_out: str | Path | None = None, plot: str | Path | None = None,
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
            max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
-           foa_format: str = "auto", projection: str = "auto", stereo: str = "auto",
+           foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
            progress: StageProgress | None = None, notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
@@ -248,7 +266,10 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     foa_format : "auto" (metadata, else ambiX), "ambix" or "fuma".
     projection, stereo : override what the metadata says ("equirect" forces equirect input; stereo
         "mono", "top-bottom" or "side-by-side").
-    progress : ``progress(stage, done, total)``, stages "audio", "saliency", "trajectory", "render".
+    stabilize : "auto" (level when the file records the camera's motion, else off), "off", "level"
+        (horizon level) or "world" (the camera's turns held still too); see :mod:`pan360.stabilize`.
+        The saliency, the path (and ``trajectory_out``, whose ``frame`` says so) and the view are all in
+        that frame; a given ``path`` brings its own.
     notify : called with each message for the user (also collected in the result's ``notes``).
     """
     check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset, crf=crf, preset=preset)
@@ -258,16 +279,16 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     with files:  # all outputs at once, or none
         a = analyse(input, size=size, fov=fov, path=path, saliency=saliency, weights=weights, cuts=cuts,
                     max_speed=max_speed, device=device, yaw_offset=yaw_offset, foa_format=foa_format,
-                    projection=projection, stereo=stereo, progress=progress, notify=notify)
+                    projection=projection, stereo=stereo, stabilize=stabilize, progress=progress, notify=notify)
         a.notes[:0] = early
         say = _collector(a.notes, notify)
         cam = a.path
         assert cam is not None  # analyse plans unless told not to
         if a.info.audio is None:
             say("the input has no audio: the output is silent")
-        audio = output_audio(a.track, cam, foa_format, say)
+        audio = output_audio(a.track, cam, foa_format, say, a.stabilization, yaw_offset)
         render_video(a.info, cam, files.temp(output), crf=crf, preset=preset, audio=audio, device=device,
-                     progress=stage(progress, "render"))
+                     stabilization=a.stabilization, progress=stage(progress, "render"))
         if trajectory_out is not None:
             save_path(cam, files.temp(trajectory_out))
         if plot is not None:
@@ -285,6 +306,7 @@ def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | No
 
     ``maps_out`` writes the raw maps (NPZ: ``maps`` (T, H, W), ``times``, ``yaw``/``pitch`` of the
     grid's pixel centres, ``source``); ``plot`` writes the planned camera yaw over the saliency.
+    The maps are in the picture's own axes (no stabilisation), as the heatmap lies over the picture.
     The heatmap's colour scale is shared by the whole clip (quiet stretches look quiet). ``progress``
     stages: "audio", "saliency", "trajectory" (with ``plot``), "heatmap".
     """
@@ -294,8 +316,8 @@ def saliency(input: str | Path, output: str | Path, *, maps_out: str | Path | No
                          weights=weights, notify=_collector(early, notify))
     with files:  # all outputs at once, or none
         a = analyse(input, saliency=saliency, weights=weights, device=device, yaw_offset=yaw_offset,
-                    foa_format=foa_format, projection=projection, stereo=stereo, plan=plot is not None,
-                    progress=progress, notify=notify)
+                    foa_format=foa_format, projection=projection, stereo=stereo, stabilize="off",
+                    plan=plot is not None, progress=progress, notify=notify)
         a.notes[:0] = early
         maps = a.maps
         assert maps is not None  # no camera path was given

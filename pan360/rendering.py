@@ -62,6 +62,7 @@ def render_video(
     audio: Any = None,
     device: str = "auto",
     grid: str = "centre",
+    stabilization: Any = None,
     progress: Progress | None = None,
     stats: dict[str, float] | None = None,
 ) -> int:
@@ -79,6 +80,8 @@ def render_video(
         and ``sample_rate`` (e.g. :class:`pan360.media.AudioTrack`); None for no audio.
     device : "auto", "cpu" or "cuda" (see :class:`Renderer`).
     grid : source pixel grid, "centre" or "v360".
+    stabilization : a :class:`pan360.stabilize.Stabilization` whose frame ``path`` is in; each view is
+        composed with the camera's rotation at its frame, so the one reprojection also stabilises.
     progress : optional callback (frames done, total).
     stats : if given, filled with the busy seconds of each stage ("decode", "render", "encode") and
         the number of frames whose table was computed per pixel ("exact_tables").
@@ -90,9 +93,12 @@ def render_video(
     from .media import VideoWriter, iter_frames
 
     samples, rate = _audio_parts(audio)
-    renderer = Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device, grid=grid)
+    renderer = Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device, grid=grid,
+                        **({} if info.layout == "equirect" else {"projection": info.layout}))
     idx = path_indices(path.times, info.frame_times)
     views = [path.view(i) for i in idx]
+    if stabilization is not None and stabilization.active:
+        views = [stabilization.camera_view(n, v) for n, v in enumerate(views)]
     total = len(views)
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
     rendered: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)

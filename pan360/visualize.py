@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from pan360.media import MediaInfo, VideoWriter, iter_frames
+from pan360.media import MediaInfo, VideoWriter, equirect_picture, iter_frames
 from pan360.progress import Progress
 from pan360.paths import CameraPath
 from pan360.sphere import equirect_angles, equirect_solid_angle
@@ -52,7 +52,7 @@ def write_heatmap_video(info: MediaInfo, maps: NDArray[np.floating], output: str
     :func:`pan360.media.aac_writable`), or None.
     """
     scale = map_scale(maps)
-    w, h = info.eye_width, info.eye_height
+    w, h = info.equirect_size
     if w > max_width:
         h = int(round(h * max_width / w))
         w = max_width
@@ -62,8 +62,7 @@ def write_heatmap_video(info: MediaInfo, maps: NDArray[np.floating], output: str
     with VideoWriter(output, w, h, fps=info.fps, duration=info.duration, crf=crf, preset=preset, audio=samples,
                      sample_rate=rate) as writer:
         for i, (t, rgb) in enumerate(iter_frames(info, fmt="rgb24")):
-            if rgb.shape[1] != w or rgb.shape[0] != h:
-                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            rgb = equirect_picture(rgb, info.layout, (w, h))
             writer.write(overlay_heatmap(rgb, maps[min(i, n - 1)], scale), t)
             if progress is not None:
                 progress(i + 1, n)

@@ -356,9 +356,20 @@ def test_spherical_v2_metadata(tmp_path):
     cube = tmp_path / "cube.mp4"
     write_clip(cube, size=(192, 128), pts=[0, 1, 2])
     inject_spherical(cube, None, b"cbmp")
-    with pytest.raises(Pan360Error, match="cubemap.*--projection equirect"):
-        probe(cube)
+    info = probe(cube)  # FFmpeg's cubemap is Google's 3x2 layout: v360's c3x2
+    assert (info.projection, info.projection_source, info.layout) == ("c3x2", "metadata", "c3x2")
+    assert info.equirect_size == (256, 128)  # 4 x 2 faces of 64 pixels
     assert probe(cube, projection="equirect").projection_source == "forced"
+    eac = probe(cube, projection="eac")
+    assert (eac.layout, eac.projection_source) == ("eac", "forced")
+    plain = tmp_path / "plain32.mp4"  # 3:2 without metadata: refused, naming the layouts to force
+    write_clip(plain, size=(192, 128), pts=[0, 1, 2])
+    with pytest.raises(Pan360Error, match="--projection eac"):
+        probe(plain)
+    with pytest.raises(Pan360Error, match="unknown projection"):
+        probe(plain, projection="mercator")
+    with pytest.raises(Pan360Error, match="fisheye.*v360=dfisheye:e"):
+        probe(plain, projection="dfisheye")
 
 
 def _write_tones_clip(path: Path, metadata: dict[str, str] | None = None) -> list[float]:

@@ -4,7 +4,7 @@ atomic output files."""
 from pan360.media.audio import AudioStream, AudioTrack, read_audio
 from pan360.media.output import atomic_output, check_output
 from pan360.media.probe import FOA_FORMATS, STEREO_MODES, AudioInfo, MediaInfo, is_foa_layout, probe
-from pan360.media.video import AAC_LAYOUTS, VideoWriter, aac_writable, iter_frames
+from pan360.media.video import AAC_LAYOUTS, VideoWriter, aac_writable, equirect_picture, iter_frames
 
 __all__ = [
     "AAC_LAYOUTS",
@@ -18,6 +18,7 @@ __all__ = [
     "aac_writable",
     "atomic_output",
     "check_output",
+    "equirect_picture",
     "is_foa_layout",
     "iter_frames",
     "probe",

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
+from pan360.projections import PROJECTIONS
 
 STEREO_MODES = ("mono", "top-bottom", "side-by-side")
 
@@ -75,9 +76,11 @@ class MediaInfo:
     Times are seconds. ``frame_times`` (float64, (T,)) are the presentation times of every video frame in
     display order, relative to the first one (``frame_times[0] == 0``); ``start_time`` is that first
     frame's time on the file's own timeline (audio is aligned to it). ``frame_pts`` are the same instants
-    as integer timestamps in ``time_base`` units. ``eye_width``/``eye_height`` describe the equirect
-    picture after choosing one eye of a stereo frame (top half for top-bottom, left half for
-    side-by-side). ``yaw``/``pitch``/``roll`` (degrees) are the initial view pose from the metadata.
+    as integer timestamps in ``time_base`` units. ``eye_width``/``eye_height`` describe the picture
+    after choosing one eye of a stereo frame (top half for top-bottom, left half for side-by-side), in
+    its ``projection``: "equirectangular", or a cubemap layout named as ffmpeg v360 names it ("eac",
+    "c3x2", "c6x1"; :attr:`layout` gives v360's name in every case). ``yaw``/``pitch``/``roll``
+    (degrees) are the initial view pose from the metadata.
     """
 
     path: Path
@@ -110,6 +113,22 @@ class MediaInfo:
     def n_frames(self) -> int:
         """Number of video frames."""
         return int(self.frame_times.shape[0])
+
+    @property
+    def layout(self) -> str:
+        """The picture's layout by ffmpeg v360's name (:data:`pan360.projections.PROJECTIONS`)."""
+        return "equirect" if self.projection == "equirectangular" else self.projection
+
+    @property
+    def equirect_size(self) -> tuple[int, int]:
+        """(width, height) of the equirect picture with the resolution of this one: the picture itself
+        when equirect, else 4 x 2 cube faces (even sides)."""
+        if self.layout == "equirect":
+            return self.eye_width, self.eye_height
+        face = {"eac": (self.eye_width - 4) / 3, "c3x2": self.eye_width / 3, "c6x1": self.eye_width / 6}[self.layout]
+        w = 4 * face
+        w = max(4, 4 * int(round(w / 4)))
+        return w, w // 2
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:
@@ -295,26 +314,42 @@ def _choose_stereo(path: Path, meta_stereo: str | None, stereo: str) -> tuple[st
     return meta_stereo, "metadata"
 
 
+_FORCED = ("auto", "equirect", "equirectangular") + PROJECTIONS[1:]
+
+
 def _choose_projection(
     path: Path, meta_proj: str | None, eye_w: int, eye_h: int, projection: str
 ) -> tuple[str, str]:
+    if projection in ("dfisheye", "fisheye") or meta_proj == "fisheye":
+        raise Pan360Error(
+            f"{path.name}: fisheye pictures are not read by pan360 (the lens' field of view and centre are not in the "
+            f"file); convert first, e.g. ffmpeg -i {path.name} -vf v360=dfisheye:e:ih_fov=190:iv_fov=190 equirect.mp4")
+    if projection not in _FORCED:
+        raise Pan360Error(f"unknown projection {projection!r}; use auto, {', '.join(PROJECTIONS)}")
     if projection in ("equirect", "equirectangular"):
         return "equirectangular", "forced"
     if projection != "auto":
-        raise Pan360Error(f"unknown projection {projection!r}; use auto or equirect")
+        min_w, min_h = {"eac": (16, 8), "c3x2": (6, 4), "c6x1": (12, 2)}[projection]
+        if eye_w < min_w or eye_h < min_h:
+            raise Pan360Error(f"{path.name}: a {eye_w}x{eye_h} picture is too small for the {projection} layout")
+        return projection, "forced"
     if meta_proj is not None:
+        if meta_proj == "cubemap":  # FFmpeg's cubemap is Google's 3x2 layout, v360's c3x2
+            return "c3x2", "metadata"
         if meta_proj != "equirectangular":
             raise Pan360Error(
-                f"{path.name} is not equirectangular (metadata says {meta_proj}); "
-                "only full-sphere equirectangular video is supported (force with --projection equirect)"
+                f"{path.name} is not equirectangular (metadata says {meta_proj}); pan360 reads equirect and the "
+                f"cubemaps {', '.join(PROJECTIONS[1:])} (force one with --projection)"
             )
         return meta_proj, "metadata"
     aspect = eye_w / eye_h
     if not _PLAUSIBLE_ASPECT[0] <= aspect <= _PLAUSIBLE_ASPECT[1]:
+        hint = ("--projection eac (YouTube's equi-angular cubemap) or c3x2" if abs(aspect - 1.5) < 0.05
+                else "--projection c6x1" if abs(aspect - 6.0) < 0.2 else "--projection equirect")
         raise Pan360Error(
             f"{path.name} has no spherical metadata and its {eye_w}x{eye_h} picture (aspect {aspect:.2f}) "
-            "does not look like a full-sphere equirectangular frame; if it is one, force with "
-            "--projection equirect (or give --stereo top-bottom/side-by-side for stereo)"
+            f"does not look like a full-sphere equirectangular frame; say what it is with {hint} "
+            "(or give --stereo top-bottom/side-by-side for stereo)"
         )
     return "equirectangular", "assumed"
 
@@ -348,14 +383,25 @@ def _fps(rates, frame_times: NDArray[np.float64]) -> Fraction:
     return Fraction(25)
 
 
+def _refuse_gopro_max(path: Path, container: av.container.InputContainer) -> None:
+    """A GoPro MAX ``.360`` file holds the sphere as two EAC strips in two video streams: refused on one line
+    (read as one stream it would be half a sphere)."""
+    videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if path.suffix.lower() == ".360" or (len(videos) == 2 and all("GoPro" in s.metadata.get("handler_name", "")
+                                                                   for s in videos)):
+        raise Pan360Error(
+            f"{path.name} is a GoPro MAX .360 file (two EAC video streams): pan360 does not read that layout yet; "
+            "export an equirect MP4 first (GoPro Player does)")
+
+
 def probe(path: str | Path, *, projection: str = "auto", stereo: str = "auto") -> MediaInfo:
     """Describe a 360° video file.
 
     Parameters
     ----------
     path : the input file (any container FFmpeg reads).
-    projection : "auto" (metadata, else assume equirect when the eye aspect is plausible) or "equirect"
-        to force equirectangular whatever the metadata says.
+    projection : "auto" (metadata, else assume equirect when the eye aspect is plausible), or a layout
+        by ffmpeg v360's name to force it whatever the metadata says: "equirect", "eac", "c3x2", "c6x1".
     stereo : "auto" (metadata, else mono), or "mono", "top-bottom", "side-by-side" to force a layout.
 
     Raises
@@ -369,6 +415,7 @@ def probe(path: str | Path, *, projection: str = "auto", stereo: str = "auto") -
         vstream = select_video_stream(container)
         if vstream is None:
             raise Pan360Error(f"{p.name} has no video stream")
+        _refuse_gopro_max(p, container)
         astream = select_audio_stream(container)
         audio = _audio_info(astream) if astream is not None else None
         ctx = vstream.codec_context

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -50,6 +51,31 @@ def _eye_rgb24(frame: av.VideoFrame, eye_w: int, eye_h: int) -> NDArray[np.uint8
     if rgb.shape[0] == eye_h and rgb.shape[1] == eye_w:
         return rgb
     return np.ascontiguousarray(rgb[:eye_h, :eye_w])
+
+
+#: Most source pixels per output pixel a cubemap picture is remapped with for the analysis: it is
+#: remapped (bilinear) at up to this multiple of the wanted size, then area-averaged down.
+_ANALYSIS_OVERSAMPLE = 4
+
+
+def equirect_picture(image: NDArray, layout: str, size: tuple[int, int]) -> NDArray:
+    """An (H, W) or (H, W, C) picture in ``layout`` (v360's name) as an equirect picture of ``size`` (w, h).
+
+    equirect is only resized (area); a cubemap is mapped once at about its own resolution (up to
+    :data:`_ANALYSIS_OVERSAMPLE` times ``size``, :func:`pan360.projections.to_equirect`) and then
+    area-averaged, so a big frame mapped to a small analysis grid does not alias.
+    """
+    from pan360.projections import to_equirect
+
+    w, h = size
+    if layout == "equirect":
+        if (image.shape[1], image.shape[0]) == (w, h):
+            return image
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    face = image.shape[1] / {"eac": 3, "c3x2": 3, "c6x1": 6}[layout]
+    k = int(min(_ANALYSIS_OVERSAMPLE, max(1, round(4 * face / w))))
+    big = to_equirect(image, layout, w * k, h * k)
+    return big if k == 1 else cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def iter_frames(

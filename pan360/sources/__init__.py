@@ -32,6 +32,7 @@ from pan360.media import AudioStream, AudioTrack, MediaInfo
 from pan360.nn.weights import has_weights, load_network
 from pan360.signal import Signal
 from pan360.spatial import foa_energy_maps
+from pan360.stabilize import Stabilization
 
 #: Map grid (height, width): 2.8° cells, fine enough for a 60°+ view, cheap for 1800 frames.
 MAP_SIZE = (64, 128)
@@ -117,19 +118,26 @@ def choose_source(info: MediaInfo, options: SaliencyOptions = SaliencyOptions())
 
 def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | AudioStream | None,
                      options: SaliencyOptions = SaliencyOptions(), *, progress: Progress | None = None,
-                     parts: dict[str, NDArray[np.float32]] | None = None) -> NDArray[np.float32]:
+                     parts: dict[str, NDArray[np.float32]] | None = None,
+                     stabilization: Stabilization | None = None) -> NDArray[np.float32]:
     """Maps (T, H, W) of a resolved ``source`` (see :func:`choose_source`) for every video frame.
 
     ``parts``, when given, receives the maps a combined source is made of ("foa" and "net" for "fused").
+    ``stabilization`` (:mod:`pan360.stabilize`) gives the frame the maps are in (default: the camera's):
+    the FOA field is turned into it before its maps, the network's maps are resampled into it.
     """
     h, w = options.map_size
+    stab = stabilization or Stabilization("off")
     if source in ("foa", "fused"):
         if track is None:
             raise Pan360Error("spatial audio requested but the input has no audio track")
         foa = track.foa(options.foa_format)
+        yaw_offset = options.yaw_offset
+        if stab.active:  # the offset turns the field before the camera's rotation, in the camera's frame
+            foa, yaw_offset = stab.foa(foa, yaw_offset), 0.0
         total = 2 * info.n_frames if source == "fused" else info.n_frames
         foa_maps = foa_energy_maps(foa, track.sample_rate, info.frame_times, width=w, height=h,
-                                   yaw_offset=options.yaw_offset, progress=offset(progress, 0, total))
+                                   yaw_offset=yaw_offset, progress=offset(progress, 0, total))
         if source == "foa":
             return foa_maps
     if source in ("net", "fused"):
@@ -141,15 +149,16 @@ def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | AudioStre
                    rate=options.net_rate, progress=offset(progress, start, start + info.n_frames))
         model = load_network(options.weights)
         if source == "net":
-            return network_maps(model, info, track, **net)
+            return stab.maps(network_maps(model, info, track, **net))
         directness = foa_directness(foa, track.sample_rate, info.frame_times)
         if parts is not None:  # every set kept, for the caller
-            net_maps = network_maps(model, info, track, **net)
+            net_maps = stab.maps(network_maps(model, info, track, **net))
             parts.update(foa=foa_maps, net=net_maps)
             return fuse_maps(foa_maps, net_maps, directness=directness)
 
         def fuse(first: int, net_block: NDArray[np.float32]) -> None:
             # the network's maps fused into the FOA maps' own array as they come: one set of maps alive
+            net_block = stab.maps(net_block, first)
             view = foa_maps[first:first + len(net_block)]
             fuse_maps(view, net_block, directness=directness[first:first + len(net_block)], out=view)
 

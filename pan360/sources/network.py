@@ -153,13 +153,16 @@ def attention_to_maps(attention: NDArray[Any], weight: NDArray[Any], map_size: t
     return (up * scale[:, None, None]).astype(np.float32)
 
 
-def network_input_rgb(data: Any, size: tuple[int, int]) -> NDArray[np.uint8]:
-    """The network's picture: a decoded yuv420p frame (Y, U, V planes) downscaled (area) to (h, w), as RGB."""
+def network_input_rgb(data: Any, size: tuple[int, int], layout: str = "equirect") -> NDArray[np.uint8]:
+    """The network's picture: a decoded yuv420p frame (Y, U, V planes) downscaled (area) to (h, w), as RGB;
+    a cubemap ``layout`` is mapped to equirect on the way (:func:`pan360.media.equirect_picture`)."""
+    from pan360.media import equirect_picture
+
     h, w = size
     y, u, v = data
-    ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA)
-    us = cv2.resize(u, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    vs = cv2.resize(v, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    ys = equirect_picture(y, layout, (w, h))
+    us = equirect_picture(u, layout, (w // 2, h // 2))
+    vs = equirect_picture(v, layout, (w // 2, h // 2))
     i420 = np.concatenate([ys.reshape(-1), us.reshape(-1), vs.reshape(-1)]).reshape(h * 3 // 2, w)
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # limited-range BT.601, as swscale's default
 
@@ -181,7 +184,7 @@ def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: fl
     device = resolve_device(device)
     if rate is None and device == "cpu":
         rate = cpu_rate(model)
-    size = input_size(info.eye_width, info.eye_height, input_height or model.config.image_height)
+    size = input_size(*info.equirect_size, input_height or model.config.image_height)
     return NetworkPlan(device, size, analysis_indices(info.frame_times, rate), rate)
 
 
@@ -298,7 +301,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | 
         if not wanted[i]:
             continue
         batch_idx.append(i)
-        rgb = network_input_rgb(data, plan.input_size)
+        rgb = network_input_rgb(data, plan.input_size, info.layout)
         if jitter:
             rgb = np.roll(rgb, JITTER_PX * (rank[i] % 2), axis=1)
         batch_rgb.append(rgb)

@@ -265,3 +265,41 @@ class CameraStereo(Signal):
         if gain != 1.0:
             out *= np.float32(gain)
         return out
+
+
+class RotatedFOA(Signal):
+    """A FOA signal whose sound field is turned by a rotation that changes over time.
+
+    ``rotations`` (T, 3, 3) take directions from the recording's frame to the wanted one (pan360 axes:
+    x forward, y left, z up, which are ambiX's X, Y, Z) at ``times`` (T,) seconds; between two times
+    the matrix is interpolated linearly per sample (a camera turns by a few degrees between video
+    frames, where that is a rotation to within 1e-3), and held before the first and after the last.
+    W is unchanged. Read by ranges like its parent, so a streamed track stays streamed.
+    """
+
+    def __init__(self, foa: Signal, times: ArrayLike, rotations: ArrayLike) -> None:
+        if foa.channels != 4:
+            raise Pan360Error(f"first-order ambisonics needs 4 channels, got {foa.channels}")
+        t = np.asarray(times, dtype=np.float64).ravel()
+        r = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+        if t.size == 0 or t.size != r.shape[0] or np.any(np.diff(t) <= 0):
+            raise Pan360Error("rotations need one matrix per time, at increasing times")
+        self.foa, self.sample_rate, self.channels = foa, foa.sample_rate, 4
+        self._t, self._r = t, r
+
+    @property
+    def length(self) -> int:
+        return self.foa.length
+
+    def read(self, start: int, stop: int) -> F32:
+        f = self.foa.read(start, stop)
+        out = np.empty_like(f)
+        out[0] = f[0]
+        for a in range(0, f.shape[1], _BLOCK):
+            b = min(a + _BLOCK, f.shape[1])
+            st = (start + np.arange(a, b, dtype=np.float64)) / float(self.sample_rate)
+            m = np.stack([np.interp(st, self._t, self._r[:, i, j]) for i in range(3) for j in range(3)])
+            v = (f[3, a:b], f[1, a:b], f[2, a:b])  # ambiX X, Y, Z
+            x, y, z = (m[3 * i] * v[0] + m[3 * i + 1] * v[1] + m[3 * i + 2] * v[2] for i in range(3))
+            out[1, a:b], out[2, a:b], out[3, a:b] = y, z, x
+        return out

@@ -205,12 +205,15 @@ class VideoFolderDataset(Dataset):
 
     def _decode_frames(self, v: int, need: int) -> np.ndarray:
         """One sequential pass over video v, caching every indexed frame of it; returns frame ``need``."""
-        from pan360.media import iter_frames
+        from pan360.media import equirect_picture, iter_frames
 
         wanted = {j for vv, j in self.index if vv == v}
         last, out = max(wanted), None
         for j, (_, rgb) in enumerate(iter_frames(self.infos[v], fmt="rgb24", threads=1)):
             if j in wanted:
+                info = self.infos[v]
+                if info.layout != "equirect":  # a cubemap: straight to the model's equirect size
+                    rgb = equirect_picture(rgb, info.layout, (self.cfg.image_width, self.cfg.image_height))
                 small = resize_frame(rgb, self.cfg)
                 self._put(("f", v, j), small)
                 out = small if j == need else out
