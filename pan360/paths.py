@@ -13,6 +13,11 @@ JSON version 1::
 On input ``roll`` (default 0) and ``v_fov`` (default: square pixels, ``tan(v/2) = tan(h/2)·height/width``)
 may be omitted, and so may ``time`` when ``index`` is given (``time = index / fps``).
 
+``interp`` (top level, and per frame to override it) says how the camera gets to a keyframe from the
+one before: ``"ease"`` (ease in and out: it slows to a stop at each keyframe, so its speed never
+jumps; the default for keyframes), ``"linear"`` (constant angular speed; what pan360 writes for its
+per-frame paths) or ``"cut"`` (hold the previous keyframe, then cut at this one's time).
+
 ``frame`` says which frame the angles are in (:data:`FRAMES`, see :mod:`pan360.stabilize`):
 ``"camera"`` (the picture's own axes; the default when absent), ``"level"`` (the camera's roll and
 pitch removed, yaw following its heading) or ``"world"`` (the camera's turns removed too).
@@ -37,6 +42,8 @@ from .options import check_frame_size
 FORMAT_VERSION = 1
 #: The frames a path's angles can be in (the trajectory file's ``frame``).
 FRAMES = ("camera", "level", "world")
+#: How the camera reaches a keyframe from the previous one (the trajectory file's ``interp``).
+INTERPS = ("ease", "linear", "cut")
 _DECIMALS = 6  # 1e-6 degree / 1 µs: well below anything visible, keeps a file round trip exact enough
 _TIME_TOL = 1e-6  # seconds: what rounding times to _DECIMALS may move them
 
@@ -59,6 +66,7 @@ class CameraPath:
     height: int
     fps: float
     frame: str = "camera"  # what the angles are relative to: one of FRAMES
+    interp: tuple[str, ...] | None = None  # per entry, how it is reached from the one before (INTERPS); None: linear
 
     def __post_init__(self) -> None:
         names = ("times", "yaw", "pitch", "roll", "h_fov", "v_fov")
@@ -98,6 +106,10 @@ class CameraPath:
         self.fps = float(self.fps)
         if self.frame not in FRAMES:
             raise Pan360Error(f"camera path: frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
+        if self.interp is not None:
+            self.interp = tuple(self.interp)
+            if len(self.interp) != n or any(k not in INTERPS for k in self.interp):
+                raise Pan360Error(f"camera path: interp needs one of {', '.join(INTERPS)} per entry")
 
     def __len__(self) -> int:
         return len(self.times)
@@ -132,8 +144,11 @@ def path_to_dict(path: CameraPath) -> dict[str, Any]:
          "roll": r(path.roll[i]), "h_fov": r(path.h_fov[i]), "v_fov": r(path.v_fov[i])}
         for i in range(len(path))
     ]
+    if path.interp is not None:
+        for fr, how in zip(frames, path.interp):
+            fr["interp"] = how
     return {"version": FORMAT_VERSION, "fps": r(path.fps), "width": path.width, "height": path.height,
-            "frame": path.frame, "frames": frames}
+            "frame": path.frame, "interp": "linear" if path.interp is None else "ease", "frames": frames}
 
 
 def save_path(path: CameraPath, file: str | Path) -> None:
@@ -179,6 +194,10 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     frame = doc.get("frame", "camera")
     if frame not in FRAMES:
         raise Pan360Error(f"{source}: 'frame' must be one of {', '.join(FRAMES)}, got {frame!r}")
+    default_interp = doc.get("interp", "ease")
+    if default_interp not in INTERPS:
+        raise Pan360Error(f"{source}: 'interp' must be one of {', '.join(INTERPS)}, got {default_interp!r}")
+    interp: list[str] = []
     cols: dict[str, list[float]] = {k: [] for k in ("time", "yaw", "pitch", "roll", "h_fov", "v_fov")}
     for i, fr in enumerate(frames):
         where = f"{source}: frame {i}"
@@ -198,6 +217,10 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
         cols["roll"].append(_number(fr, "roll", where, default=0.0))
         cols["h_fov"].append(h)
         cols["v_fov"].append(_number(fr, "v_fov", where, default=float(v_fov_for(h, width, height))))
+        how = fr.get("interp", default_interp)
+        if how not in INTERPS:
+            raise Pan360Error(f"{where}: 'interp' must be one of {', '.join(INTERPS)}, got {how!r}")
+        interp.append(how)
         if i > 0 and cols["time"][i] <= cols["time"][i - 1]:
             raise Pan360Error(f"{where}: times must increase ({cols['time'][i]:g} s is not after "
                               f"{cols['time'][i - 1]:g} s)")
@@ -207,7 +230,7 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     check_frame_size(width, height, f"{source}: output size")  # the bounds of --size
     return CameraPath(np.array(cols["time"]), np.array(cols["yaw"]), np.array(cols["pitch"]),
                       np.array(cols["roll"]), np.array(cols["h_fov"]), np.array(cols["v_fov"]),
-                      width, height, fps, frame)
+                      width, height, fps, frame, None if set(interp) == {"linear"} else tuple(interp))
 
 
 def read_json(file: str | Path, what: str) -> Any:
@@ -256,8 +279,12 @@ def resample_path(keyframes: CameraPath, times: ArrayLike) -> CameraPath:
     """One pose per time in ``times`` from (sparse) keyframes.
 
     Directions are interpolated on the sphere (slerp between consecutive keyframes, so yaw 170 → -170
-    passes through 180); h_fov, v_fov and roll linearly (roll the short way round); before the first
-    keyframe and after the last the pose is held. Output size and fps are the keyframes'.
+    passes through 180); h_fov, v_fov and roll alike (roll the short way round); before the first
+    keyframe and after the last the pose is held. Each segment runs as its end keyframe's ``interp``
+    says: ``linear`` (uniform in time), ``ease`` (smoothstep in time: the speed rises from and falls
+    back to zero, so it is continuous at every keyframe) or ``cut`` (the start pose is held, the end
+    one appears at its time). Output size, fps and frame are the keyframes'; the result is per frame
+    (linear).
     """
     t = np.atleast_1d(np.asarray(times, dtype=np.float64))
     kt = keyframes.times
@@ -272,6 +299,9 @@ def resample_path(keyframes: CameraPath, times: ArrayLike) -> CameraPath:
         # Times within the file's precision (1 µs) of a keyframe take that keyframe exactly.
         frac = np.where(np.abs(t - kt[seg]) <= _TIME_TOL, 0.0, np.where(np.abs(t - kt[seg + 1]) <= _TIME_TOL, 1.0, frac))
         j0, j1 = seg, seg + 1
+        if keyframes.interp is not None:
+            how = np.asarray(keyframes.interp)[j1]
+            frac = np.where(how == "ease", frac * frac * (3.0 - 2.0 * frac), np.where(how == "cut", np.floor(frac), frac))
     vec = keyframes.directions()
     v = _slerp_antipodal_safe(vec[j0], vec[j1], frac, keyframes.yaw[j0])
     yaw, pitch = sphere.vec_to_dir(v)

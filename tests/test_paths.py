@@ -163,3 +163,34 @@ def test_sendcmd_replays_in_ffmpeg(tmp_path):
     assert len(moving) == 3
     assert np.abs(moving[1] - static[1]).mean() < 0.5 and np.abs(moving[2] - static[2]).mean() < 0.5
     assert np.abs(moving[0] - static[0]).mean() > 10  # frame 0 looks elsewhere
+
+
+def test_keyframe_interpolation_ease_linear_cut(tmp_path):
+    doc = {"version": 1, "fps": 30, "width": 640, "height": 360, "frames": [
+        {"time": 0.0, "yaw": 0.0, "pitch": 0.0, "h_fov": 90.0},
+        {"time": 2.0, "yaw": 60.0, "pitch": 0.0, "h_fov": 60.0},  # eased (the default)
+        {"time": 4.0, "yaw": 120.0, "pitch": 0.0, "h_fov": 60.0, "interp": "linear"},
+        {"time": 5.0, "yaw": -90.0, "pitch": 20.0, "h_fov": 60.0, "interp": "cut"}]}
+    kf = load_path(write(tmp_path, doc))
+    assert kf.interp == ("ease", "ease", "linear", "cut")
+    t = np.arange(0, 6.0, 1 / 300)
+    p = resample_path(kf, t)
+    speed = sphere.vec_angle(p.directions()[:-1], p.directions()[1:]) * 300  # °/s between samples
+    at = lambda s: int(round(s * 300))  # noqa: E731
+    # eased: starts and stops at rest, so the speed is continuous at an eased keyframe
+    assert speed[at(0.0)] < 0.5 and speed[at(2.0) - 1] < 0.5  # (a linear segment leaves at its own speed)
+    assert abs(speed[at(1.0)] - 1.5 * 60 / 2) < 0.2  # smoothstep peaks at 1.5x the mean speed
+    assert np.isclose(p.h_fov[at(1.0)], 75.0)  # FOV eased alike: halfway at the middle
+    # linear: 60° in 2 s at a constant 30°/s
+    assert np.allclose(speed[at(2.0) + 1:at(4.0) - 1], 30.0, atol=0.05)
+    # cut: held until 5 s, then the new view
+    assert np.isclose(p.yaw[at(4.99)], 120.0) and np.isclose(p.yaw[at(5.0)], -90.0) and np.isclose(p.pitch[at(5.5)], 20.0)
+    # round trip: a keyframe path saved keeps its interp; a per-frame path is written as linear
+    save_path(kf, tmp_path / "kf.json")
+    again = load_path(tmp_path / "kf.json")
+    assert again.interp == kf.interp and np.allclose(again.yaw, kf.yaw)
+    save_path(p, tmp_path / "frames.json")
+    assert load_path(tmp_path / "frames.json").interp is None
+    doc["frames"][1]["interp"] = "bounce"
+    with pytest.raises(Pan360Error, match="interp"):
+        load_path(write(tmp_path, doc))
