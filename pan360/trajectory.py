@@ -218,11 +218,14 @@ def _clamp_speed(vec: np.ndarray, times: np.ndarray, max_speed: float) -> np.nda
 
 # ---------------------------------------------------------------------------------------- plan
 def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
-         progress: Progress | None = None) -> TrajectoryPlan:
+         anchors: ArrayLike | None = None, progress: Progress | None = None) -> TrajectoryPlan:
     """Plan the camera for saliency ``maps`` (T, H, W) at frame ``times`` (T,); see the module doc.
 
     ``options`` default to :class:`TrajectoryOptions` (change fields with ``dataclasses.replace``).
-    Non-finite or negative map values count as 0. ``progress(done, total)`` is called as the work advances.
+    ``anchors`` (K, 3) rows ``(frame index, yaw, pitch)``: directions the plan must pass through (a
+    user's keyframes): the DP step of each is given only the candidate nearest it, as far as the speed
+    bound allows; :func:`plan_camera_path` then meets them exactly. Non-finite or negative map values
+    count as 0. ``progress(done, total)`` is called as the work advances.
     """
     opts = options or TrajectoryOptions()
     opts.check()
@@ -338,8 +341,21 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
     home = sphere.dir_to_vec(opts.initial_yaw, opts.initial_pitch)
     prior = opts.home_weight * 0.5 * (1.0 + cvec @ home) + opts.level_weight * np.cos(np.radians(cand[:, 1]))
 
+    # Anchored steps: every candidate but the one nearest the anchor loses far more than a clip could
+    # earn, so the best path goes through it whenever the speed bound lets it.
+    forced: dict[int, int] = {}
+    if anchors is not None:
+        for f, a_yaw, a_pitch in np.asarray(anchors, dtype=np.float64).reshape(-1, 3):
+            k = int(step_of[int(np.clip(f, 0, n_frames - 1))])
+            forced[k] = int(np.argmax(cvec @ sphere.dir_to_vec(a_yaw, a_pitch)))
+    penalty = 1e3 * max(1.0, n_steps * dt)
+
     def score(k: int) -> np.ndarray:
-        return base[pick[k]] * scale[k] + (active[k] * dt) * prior
+        row = base[pick[k]] * scale[k] + (active[k] * dt) * prior
+        if k in forced:
+            row = row - penalty
+            row[forced[k]] += penalty
+        return row
 
     # 3. Dynamic programming (maximise), bounded moves; ties go to the lowest index (deterministic).
     nbr, dist = _neighbours(opts.grid, opts.pitch_limit, reach)
@@ -426,12 +442,87 @@ def _cut_frame(m: np.ndarray, t: np.ndarray, step_of: np.ndarray, k: int, w_a: n
 
 
 def plan_camera_path(maps: ArrayLike, times: ArrayLike, width: int, height: int, fps: float,
-                     options: TrajectoryOptions | None = None, *, progress: Progress | None = None) -> CameraPath:
+                     options: TrajectoryOptions | None = None, *, keyframes: CameraPath | None = None,
+                     progress: Progress | None = None) -> CameraPath:
     """A :class:`CameraPath` for an output of ``width`` x ``height`` at ``fps`` (``options.aspect`` is
-    replaced by the size's)."""
+    replaced by the size's).
+
+    ``keyframes`` (a user's, e.g. from ``pan360 preview``) are constraints the plan keeps, the automatic
+    camera filling the stretches between them: each is met exactly at the frame nearest its time (the
+    plan passes through it, and the last small offset is eased in and out over up to a second around
+    it); a ``cut`` keyframe starts a new plan there, from that view; the field of view and roll follow
+    the keyframes' own interpolation (:func:`pan360.paths.resample_path`).
+    """
+    from .paths import resample_path
+
     opts = replace(options or TrajectoryOptions(), aspect=width / height)
-    p = plan(maps, times, opts, progress=progress)
     t = np.asarray(times, dtype=np.float64).ravel()
     ones = np.ones(len(t))
-    return CameraPath(t, p.yaw, p.pitch, 0.0 * ones, opts.h_fov * ones, opts.resolved_v_fov() * ones,
-                      width, height, fps)
+    if keyframes is None:
+        p = plan(maps, times, opts, progress=progress)
+        return CameraPath(t, p.yaw, p.pitch, 0.0 * ones, opts.h_fov * ones, opts.resolved_v_fov() * ones,
+                          width, height, fps)
+    m = np.asarray(maps)
+    frames = np.clip(np.searchsorted(t, keyframes.times), 0, len(t) - 1)
+    prev = np.clip(frames - 1, 0, len(t) - 1)
+    frames = np.where(np.abs(t[prev] - keyframes.times) < np.abs(t[frames] - keyframes.times), prev, frames)
+    how = keyframes.interp or ("linear",) * len(keyframes)
+    starts = sorted({0, *(int(f) for f, k in zip(frames, how) if k == "cut")})
+    yaw, pitch = np.empty(len(t)), np.empty(len(t))
+    for a, b in zip(starts, starts[1:] + [len(t)]):
+        inside = (frames >= a) & (frames < b)
+        anchors = np.stack([frames[inside] - a, keyframes.yaw[inside], keyframes.pitch[inside]], axis=1)
+        seg_opts = opts
+        if inside.any():  # the segment starts from its first keyframe's view
+            first = int(np.flatnonzero(inside)[0])
+            seg_opts = replace(opts, initial_yaw=float(keyframes.yaw[first]), initial_pitch=float(keyframes.pitch[first]))
+        if b - a == 1:
+            yaw[a:b], pitch[a:b] = (keyframes.yaw[inside][:1], keyframes.pitch[inside][:1]) if inside.any() \
+                else (np.array([seg_opts.initial_yaw]), np.array([seg_opts.initial_pitch]))
+            continue
+        p = plan(m[a:b], t[a:b], seg_opts, anchors=anchors)
+        yaw[a:b], pitch[a:b] = p.yaw, p.pitch
+    vec = _meet_keyframes(sphere.dir_to_vec(yaw, pitch), t, frames, sphere.dir_to_vec(keyframes.yaw, keyframes.pitch),
+                          starts)
+    yaw, pitch = sphere.vec_to_dir(vec)
+    fov = resample_path(keyframes, t)
+    v_fov = v_fov_for(fov.h_fov, width, height)
+    return CameraPath(t, yaw, pitch, fov.roll, fov.h_fov, v_fov, width, height, fps, keyframes.frame)
+
+
+def _meet_keyframes(vec: np.ndarray, t: np.ndarray, frames: np.ndarray, targets: np.ndarray,
+                    cuts: list[int], window: float = 1.0) -> np.ndarray:
+    """Turn a planned path (T, 3) so it passes exactly through ``targets`` at ``frames``: each offset
+    rotation is eased in and out (smoothstep) over ``window`` seconds on each side, or half the way to
+    the next keyframe or cut, never across a cut."""
+    out = vec.copy()
+    order = np.argsort(frames, kind="stable")
+    fs = frames[order]
+    bounds = sorted(set(cuts))
+    for n, i in enumerate(order):
+        f = int(frames[i])
+        d, g = out[f], targets[i]
+        axis = np.cross(d, g)
+        s, c = np.linalg.norm(axis), float(np.dot(d, g))
+        if s < 1e-12:
+            continue
+        angle = math.atan2(s, c)
+        axis /= s
+        lo_t, hi_t = t[f] - window, t[f] + window
+        if n > 0:
+            lo_t = max(lo_t, 0.5 * (t[fs[n - 1]] + t[f]))
+        if n + 1 < len(fs):
+            hi_t = min(hi_t, 0.5 * (t[f] + t[fs[n + 1]]))
+        seg_lo = max([b for b in bounds if b <= f], default=0)
+        seg_hi = min([b for b in bounds if b > f], default=len(t))
+        sel = np.arange(seg_lo, seg_hi)
+        sel = sel[(t[sel] > lo_t) & (t[sel] < hi_t)] if len(sel) else sel
+        for j in sel:
+            span = (t[f] - lo_t) if t[j] <= t[f] else (hi_t - t[f])
+            x = 1.0 - abs(t[j] - t[f]) / span if span > 0 else 1.0
+            a = angle * x * x * (3.0 - 2.0 * x)
+            v = out[j]
+            # Rodrigues: rotate v about axis by a
+            out[j] = v * math.cos(a) + np.cross(axis, v) * math.sin(a) + axis * np.dot(axis, v) * (1 - math.cos(a))
+        out[f] = g
+    return out

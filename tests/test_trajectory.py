@@ -216,3 +216,28 @@ def test_a_very_fast_camera_plans_and_keeps_its_bound(cuts: bool) -> None:
     speed = np.delete(angular_speed(path), np.asarray(p.cuts, np.int64) - 1)
     assert speed.max() <= opts.max_speed * (1 + 1e-6)
     assert trajectory_report(path, ty, tp, switches).in_view >= 0.95
+
+
+def test_keyframes_are_kept_and_the_plan_fills_between() -> None:
+    """One source at yaw 60 for 8 s; the user keyframes yaw -60 at 3 s (eased) and a cut to yaw 150,
+    pitch 20 at 6 s: the path meets both exactly, follows the source elsewhere, has no speed jump at
+    the eased keyframe, and starts a new plan from the cut."""
+    fps = int(FPS)
+    t = np.arange(8 * fps) / FPS
+    maps = blob_maps(np.full(len(t), 60.0), np.zeros(len(t)))
+    auto = plan_camera_path(maps, t, 1280, 720, FPS)
+    kf = CameraPath([3.0, 6.0], [-60.0, 150.0], [0.0, 20.0], [0.0, 0.0], [90.0, 70.0], [58.7, 45.0], 1280, 720, FPS,
+                    interp=("ease", "cut"))
+    p = plan_camera_path(maps, t, 1280, 720, FPS, keyframes=kf)
+    f3, f6 = 3 * fps, 6 * fps
+    assert abs(p.yaw[f3] + 60.0) < 1e-6 and abs(p.pitch[f3]) < 1e-6
+    assert abs(p.yaw[f6] - 150.0) < 1e-6 and abs(p.pitch[f6] - 20.0) < 1e-6
+    assert np.isclose(p.h_fov[f6], 70.0) and np.isclose(p.h_fov[0], 90.0)
+    assert abs(p.yaw[0] - auto.yaw[0]) < 1.0  # on the source before the plan has to leave for the keyframe
+    speed = angular_speed(p)
+    assert abs(speed[f3] - speed[f3 - 1]) < 15.0  # continuous through the eased keyframe
+    assert speed[f6 - 1] > 90.0  # the cut: one big step between two frames
+    back = sphere.angular_distance(p.yaw[f6 - 2 * fps:f6 - 5], p.pitch[f6 - 2 * fps:f6 - 5], 60.0, 0.0)
+    assert back.min() < 10.0  # between the keyframes the plan goes back to the source
+    after = np.arange(f6 + fps, len(t))
+    assert in_view(p, 60.0, 0.0)[after].mean() > 0.5  # after the cut the plan finds the source again
