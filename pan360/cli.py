@@ -240,6 +240,39 @@ def saliency_cmd(
 
 
 @app.command()
+def preview(
+    input: Path = InputArg,
+    path: Optional[Path] = typer.Option(None, "--path", help="Trajectory file to start from (if it exists) and to save to [default: INPUT-stem_path.json here]."),
+    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 [default: any free port]."),
+    no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser (just print the URL)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output WxH of the path [default: as render]."),
+    fov: Optional[float] = typer.Option(None, "--fov", help="Horizontal field of view in degrees [default: 90]."),
+    saliency: SaliencyName = SaliencyOpt,
+    weights: Optional[Path] = Weights,
+    stabilize: Stabilize = typer.Option(Stabilize.auto, "--stabilize", help="As for render."),
+    device: Device = typer.Option(Device.auto, "--device", help="Where to run the network."),
+    quiet: bool = Quiet,
+    debug: bool = Debug,
+) -> None:
+    """Watch the planned camera in a local web page, steer it with keyframes, save the path for render --path."""
+    from pan360 import preview as pv
+
+    def job(progress, notify):
+        session = pv.open_session(input, path=path, saliency=saliency.value, weights=weights, fov=fov, size=size,
+                                  stabilize=stabilize.value, device=device.value, progress=progress, notify=notify)
+        return pv.make_server(session, port)
+
+    server = _run(debug, quiet, job)
+    url = pv.url_of(server)
+    print(f"pan360 preview: {url}  (Ctrl-C to stop; Save writes {server.RequestHandlerClass.session.save_to})", flush=True)
+    if not no_open:
+        import webbrowser
+
+        webbrowser.open(url)
+    _run(debug, True, lambda progress, notify: server.serve_forever(), interrupted=lambda: "the preview stopped")
+
+
+@app.command()
 def info(
     input: Path = InputArg,
     projection: Projection = ProjectionOpt,

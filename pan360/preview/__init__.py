@@ -1,0 +1,298 @@
+"""``pan360 preview``: a local page to watch the planned camera and steer it with keyframes.
+
+The server (the standard library's ``http.server``, on 127.0.0.1 only) serves the page and its script
+from this package (no internet), the input video itself (with byte ranges, so the browser can seek),
+the analysis (``/api/state``: frame times, the planned path, the saliency maps, the camera's
+rotations when stabilised) and takes the user's keyframes (``POST /api/save``). Saving re-plans: the
+keyframes are constraints the planner keeps (:func:`pan360.trajectory.plan_camera_path`) and the
+automatic camera fills the stretches between them (or, with ``fill`` off, the keyframes alone are
+interpolated); the per-frame path is written, with the keyframes under ``"keyframes"`` so the page
+can reopen them, as a trajectory file that ``pan360 render --path`` renders.
+
+The page draws the view with the renderer's geometry (:mod:`pan360.geometry`: the same rays, the same
+v360 rotation, the same equirect pixel grid, bilinear), so the same angles give the same picture.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import re
+import threading
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pan360.errors import Pan360Error
+from pan360.paths import INTERPS, CameraPath, load_path, path_to_dict, read_json, resample_path
+
+STATIC = Path(__file__).with_name("static")
+#: Map grid sent to the page (height, width) and the most maps sent (longer clips: every n-th frame).
+PAGE_MAP = (32, 64)
+MAX_PAGE_MAPS = 3000
+_VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/mp4", ".webm": "video/webm",
+                ".mkv": "video/webm", ".ogv": "video/ogg"}
+
+
+@dataclass
+class PreviewSession:
+    """One input, its analysis and the keyframes being edited; ``save_to`` is where Save writes."""
+
+    analysis: Any  # pan360.pipeline.Analysis (with maps)
+    save_to: Path
+    options: Any  # pan360.trajectory.TrajectoryOptions used for (re)planning
+    size: tuple[int, int]
+    keyframes: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def info(self):
+        return self.analysis.info
+
+    def state(self) -> dict:
+        """Everything the page needs, as JSON-ready values."""
+        a, info = self.analysis, self.info
+        path = a.path
+        doc: dict[str, Any] = {
+            "file": info.path.name, "duration": info.duration, "fps": float(info.fps),
+            "times": info.frame_times.tolist(), "eye": [info.eye_width, info.eye_height],
+            "stereo": info.stereo, "source": a.source, "save_to": str(self.save_to),
+            "path": _path_lists(path), "keyframes": self.keyframes, "interps": list(INTERPS),
+            "frame": path.frame, "camera": None, "maps": None,
+        }
+        stab = a.stabilization
+        if stab.active:  # per frame, camera -> frame (row-major 3x3), for composing views like the renderer
+            doc["camera"] = base64.b64encode(stab.rotations.astype("<f8").tobytes()).decode()
+        if a.maps is not None and len(a.maps):
+            doc["maps"] = _page_maps(a.maps, info.frame_times)
+        return doc
+
+    def save(self, request: dict) -> dict:
+        """Re-plan with the page's keyframes and write the path; returns the new state's path and file."""
+        from pan360.media.output import atomic_output
+        from pan360.trajectory import plan_camera_path
+
+        kfs = _check_keyframes(request.get("keyframes"))
+        fill = bool(request.get("fill", True))
+        info, a = self.info, self.analysis
+        with self.lock:
+            w, h = self.size
+            if kfs:
+                keys = CameraPath([k["time"] for k in kfs], [k["yaw"] for k in kfs], [k["pitch"] for k in kfs],
+                                  [k.get("roll", 0.0) for k in kfs], [k["h_fov"] for k in kfs],
+                                  [_v_fov(k["h_fov"], w, h) for k in kfs], w, h, float(info.fps), a.path.frame,
+                                  tuple(k["interp"] for k in kfs))
+                if fill and a.maps is not None:
+                    path = plan_camera_path(a.maps, info.frame_times, w, h, float(info.fps), self.options, keyframes=keys)
+                else:
+                    path = replace(resample_path(keys, info.frame_times), fps=float(info.fps))
+            else:
+                path = a.path
+            doc = path_to_dict(path)
+            doc["keyframes"] = kfs
+            doc["fill"] = fill
+            with atomic_output(self.save_to, overwrite=True, inputs=(info.path,)) as tmp:
+                text = json.dumps(doc, separators=(",", ":")).replace('},{"index"', '},\n{"index"')
+                Path(tmp).write_text(text + "\n", encoding="utf-8")
+            self.keyframes = kfs
+            self.analysis.path = path
+        return {"path": _path_lists(path), "saved": str(self.save_to), "keyframes": kfs}
+
+
+def _v_fov(h_fov: float, w: int, h: int) -> float:
+    from pan360.geometry import v_fov_for
+
+    return float(v_fov_for(h_fov, w, h))
+
+
+def _path_lists(path: CameraPath) -> dict:
+    return {k: getattr(path, k).tolist() for k in ("yaw", "pitch", "roll", "h_fov", "v_fov")} | {
+        "width": path.width, "height": path.height}
+
+
+def _page_maps(maps: np.ndarray, times: np.ndarray) -> dict:
+    """The maps at the page's grid, scaled to 0..255 by one clip-wide scale (as the heatmap video)."""
+    import cv2
+
+    from pan360.visualize import map_scale
+
+    step = max(1, -(-len(maps) // MAX_PAGE_MAPS))
+    idx = np.arange(0, len(maps), step)
+    scale = map_scale(maps)
+    h, w = PAGE_MAP
+    out = np.empty((len(idx), h, w), np.uint8)
+    for n, i in enumerate(idx):
+        m = cv2.resize(np.asarray(maps[i], np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        out[n] = np.clip(255.0 * m / scale if scale > 0 else 0.0, 0, 255).astype(np.uint8)
+    return {"width": w, "height": h, "times": times[idx].tolist(), "data": base64.b64encode(out.tobytes()).decode()}
+
+
+def _check_keyframes(raw: Any) -> list[dict]:
+    if not isinstance(raw, list):
+        raise Pan360Error("keyframes must be a list")
+    out = []
+    for i, k in enumerate(raw):
+        if not isinstance(k, dict):
+            raise Pan360Error(f"keyframe {i}: expected an object")
+        try:
+            kf = {"time": float(k["time"]), "yaw": float(k["yaw"]), "pitch": float(k["pitch"]),
+                  "h_fov": float(k.get("h_fov", 90.0)), "interp": str(k.get("interp", "ease"))}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Pan360Error(f"keyframe {i}: {exc}") from None
+        if not all(np.isfinite([kf["time"], kf["yaw"], kf["pitch"], kf["h_fov"]])):
+            raise Pan360Error(f"keyframe {i}: values must be finite")
+        if kf["interp"] not in INTERPS:
+            raise Pan360Error(f"keyframe {i}: interp must be one of {', '.join(INTERPS)}")
+        kf["pitch"] = float(np.clip(kf["pitch"], -90.0, 90.0))
+        out.append(kf)
+    out.sort(key=lambda k: k["time"])
+    for a, b in zip(out, out[1:]):
+        if b["time"] <= a["time"]:
+            raise Pan360Error(f"two keyframes at {b['time']:g} s")
+    return out
+
+
+def open_session(input: str | Path, *, path: str | Path | None = None, saliency: str = "auto",
+                 weights: Any = None, fov: float | None = None, size: str | tuple[int, int] | None = None,
+                 stabilize: str = "auto", device: str = "auto", progress=None, notify=None) -> PreviewSession:
+    """Analyse ``input`` and open a session. ``path``: the trajectory file Save writes (default
+    ``<input stem>_path.json`` in the current folder); when it exists, its keyframes (or, for a plain
+    per-frame file, its path) are where the page starts."""
+    from pan360 import pipeline
+
+    save_to = Path(path) if path is not None else Path.cwd() / f"{Path(input).stem}_path.json"
+    a = pipeline.analyse(input, saliency=saliency, weights=weights, fov=fov, size=size, stabilize=stabilize,
+                         device=device, progress=progress, notify=notify)
+    if a.info.layout != "equirect":
+        raise Pan360Error(f"the preview page shows equirect inputs only ({a.info.path.name} is {a.info.layout}); "
+                          "render it with pan360 render")
+    options = pipeline.camera_options(a.info, fov=fov)
+    w, h = a.path.width, a.path.height
+    session = PreviewSession(a, save_to, options, (w, h))
+    if save_to.is_file():
+        doc = read_json(save_to, "trajectory")
+        given = load_path(save_to)
+        if given.frame != a.path.frame:
+            raise Pan360Error(f"{save_to.name} is in the {given.frame} frame, the analysis in the {a.path.frame} "
+                              f"frame: give --stabilize {'off' if given.frame == 'camera' else given.frame}")
+        session.keyframes = _check_keyframes(doc.get("keyframes", []))
+        a.path = pipeline.given_path(save_to, a.info)
+        session.size = (a.path.width, a.path.height)
+    return session
+
+
+class _Handler(BaseHTTPRequestHandler):
+    session: PreviewSession  # set on the subclass made by serve()
+    server_version = "pan360-preview"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints the URL only
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, obj: Any, status: int = 200) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        route = self.path.split("?", 1)[0]
+        try:
+            if route in ("/", "/index.html"):
+                self._static("index.html")
+            elif route.startswith("/static/"):
+                self._static(route[len("/static/"):])
+            elif route == "/video":
+                self._video()
+            elif route == "/api/state":
+                self._json(self.session.state())
+            else:
+                self._send(404, b"not found", "text/plain")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_POST(self) -> None:
+        if self.path != "/api/save":
+            self._send(404, b"not found", "text/plain")
+            return
+        try:
+            n = int(self.headers.get("Content-Length", "0"))
+            request = json.loads(self.rfile.read(n) or b"{}")
+            self._json(self.session.save(request))
+        except (Pan360Error, ValueError) as exc:
+            self._json({"error": str(exc)}, 400)
+
+    def _static(self, name: str) -> None:
+        f = (STATIC / name).resolve()
+        if STATIC.resolve() not in f.parents or not f.is_file():
+            self._send(404, b"not found", "text/plain")
+            return
+        ctype = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+        self._send(200, f.read_bytes(), ctype + ("; charset=utf-8" if ctype.startswith("text/") or f.suffix == ".js" else ""))
+
+    def _video(self) -> None:
+        f = self.session.info.path
+        size = f.stat().st_size
+        ctype = _VIDEO_TYPES.get(f.suffix.lower(), "application/octet-stream")
+        start, end = 0, size - 1
+        m = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
+        status = HTTPStatus.OK
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:  # the last N bytes
+                start = max(0, size - int(m.group(2)))
+            if start > end or start >= size:
+                self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
+                return
+            status = HTTPStatus.PARTIAL_CONTENT
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        if status == HTTPStatus.PARTIAL_CONTENT:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        with open(f, "rb") as src:
+            src.seek(start)
+            left = end - start + 1
+            while left > 0:
+                chunk = src.read(min(1 << 20, left))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+
+
+def make_server(session: PreviewSession, port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server for ``session`` on 127.0.0.1:``port`` (0: any free port); call ``serve_forever``."""
+    handler = type("Handler", (_Handler,), {"session": session})
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise Pan360Error(f"cannot listen on port {port}: {exc.strerror}") from None
+    server.daemon_threads = True
+    return server
+
+
+def url_of(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"
