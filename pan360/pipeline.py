@@ -141,7 +141,8 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
             foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-            plan: bool = True, keep_parts: bool = False, progress: StageProgress | None = None,
+            follow: list[str] | list[tuple[float, float, float]] | None = None, plan: bool = True,
+            keep_parts: bool = False, progress: StageProgress | None = None,
             notify: Notify | None = None) -> Analysis:
     """Probe ``input``, open its audio, compute its saliency maps and plan the camera path.
 
@@ -155,6 +156,9 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
     notes: list[str] = []
     say = _collector(notes, notify)
     requested_size = check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset)
+    from pan360.sources.follow import follow_saliency, parse_follow
+
+    follows = [parse_follow(f) if isinstance(f, str) else tuple(map(float, f)) for f in (follow or [])]
     info = probe(input, projection=projection, stereo=stereo)
     if info.display_rotation % 360:
         # an equirect picture turned in the plane is no longer equirect: refuse rather than guess
@@ -185,6 +189,8 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
     parts: dict[str, NDArray[np.float32]] = {}
     maps = compute_saliency(source, info, track, options, progress=stage(progress, "saliency"),
                             parts=parts if keep_parts else None, stabilization=stab)
+    if follows:  # the followed subject becomes the saliency; the sound breaks ties and carries it when lost
+        maps = follow_saliency(info, maps, follows, stab, say)
     cam = None
     if plan:
         cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
@@ -242,7 +248,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
            max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-           progress: StageProgress | None = None, notify: Notify | None = None) -> RenderResult:
+           follow: list[str] | None = None, progress: StageProgress | None = None,
+           notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
     Parameters
@@ -270,6 +277,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         (horizon level) or "world" (the camera's turns held still too); see :mod:`pan360.stabilize`.
         The saliency, the path (and ``trajectory_out``, whose ``frame`` says so) and the view are all in
         that frame; a given ``path`` brings its own.
+    follow : ``["TIME,YAW,PITCH", ...]``: follow the subject seen there (seconds, degrees in the output's
+        frame) instead of the sound, from that time to the next entry's (:mod:`pan360.sources.follow`).
     notify : called with each message for the user (also collected in the result's ``notes``).
     """
     check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset, crf=crf, preset=preset)
@@ -279,7 +288,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     with files:  # all outputs at once, or none
         a = analyse(input, size=size, fov=fov, path=path, saliency=saliency, weights=weights, cuts=cuts,
                     max_speed=max_speed, device=device, yaw_offset=yaw_offset, foa_format=foa_format,
-                    projection=projection, stereo=stereo, stabilize=stabilize, progress=progress, notify=notify)
+                    projection=projection, stereo=stereo, stabilize=stabilize, follow=follow, progress=progress,
+                    notify=notify)
         a.notes[:0] = early
         say = _collector(a.notes, notify)
         cam = a.path
