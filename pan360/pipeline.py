@@ -141,7 +141,8 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
             foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-            follow: list[str] | list[tuple[float, float, float]] | None = None, plan: bool = True,
+            follow: list[str] | list[tuple[float, float, float]] | None = None, framing: str = "auto",
+            plan: bool = True,
             keep_parts: bool = False, progress: StageProgress | None = None,
             notify: Notify | None = None) -> Analysis:
     """Probe ``input``, open its audio, compute its saliency maps and plan the camera path.
@@ -196,7 +197,25 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
         cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
                         requested_size, progress)
         cam = replace(cam, frame=stab.frame)
+        cam = _framed(info, cam, framing, stab, say)
     return Analysis(info, track, source, maps, cam, parts, notes, stab)
+
+
+def _framed(info: MediaInfo, cam: CameraPath, framing: str, stab: Stabilization, say: Notify) -> CameraPath:
+    """The planned path with faces near the view kept in frame (:mod:`pan360.framing`): ``framing`` "on",
+    "off" or "auto" (on when the face detector is installed)."""
+    if framing not in ("auto", "on", "off"):
+        raise Pan360Error(f"unknown --framing {framing!r}; use auto, on or off")
+    if framing == "off":
+        return cam
+    from pan360.framing import face_detector, frame_faces
+
+    detector = face_detector()
+    if detector is None:
+        if framing == "on":
+            raise Pan360Error("--framing on needs the face detector: pip install --no-deps facenet-pytorch requests")
+        return cam
+    return frame_faces(info, cam, detector, stabilization=stab, notify=say)[0]
 
 
 def output_files(input: str | Path, outputs: dict[str, str | Path | None], *, overwrite: bool,
@@ -248,7 +267,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
            max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-           follow: list[str] | None = None, progress: StageProgress | None = None,
+           follow: list[str] | None = None, framing: str = "auto", progress: StageProgress | None = None,
            notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
@@ -279,6 +298,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         that frame; a given ``path`` brings its own.
     follow : ``["TIME,YAW,PITCH", ...]``: follow the subject seen there (seconds, degrees in the output's
         frame) instead of the sound, from that time to the next entry's (:mod:`pan360.sources.follow`).
+    framing : "auto" (on when ``facenet-pytorch`` is installed), "on" or "off": tilt the camera so a face
+        near the view is in frame with headroom, the source kept in view (:mod:`pan360.framing`).
     notify : called with each message for the user (also collected in the result's ``notes``).
     """
     check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset, crf=crf, preset=preset)
@@ -288,8 +309,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
     with files:  # all outputs at once, or none
         a = analyse(input, size=size, fov=fov, path=path, saliency=saliency, weights=weights, cuts=cuts,
                     max_speed=max_speed, device=device, yaw_offset=yaw_offset, foa_format=foa_format,
-                    projection=projection, stereo=stereo, stabilize=stabilize, follow=follow, progress=progress,
-                    notify=notify)
+                    projection=projection, stereo=stereo, stabilize=stabilize, follow=follow, framing=framing,
+                    progress=progress, notify=notify)
         a.notes[:0] = early
         say = _collector(a.notes, notify)
         cam = a.path
