@@ -148,11 +148,12 @@ def matrix_to_ypr(m: ArrayLike) -> tuple[float, float, float]:
     own rotation as one v360 view, so the renderer needs nothing else.
     """
     r = np.asarray(m, dtype=np.float64)
-    beta = math.asin(max(-1.0, min(1.0, -float(r[2, 0]))))  # about y
-    if math.cos(beta) > 1e-9:
+    cb = math.hypot(float(r[0, 0]), float(r[1, 0]))  # cos(beta) >= 0, exact near the poles too
+    beta = math.atan2(-float(r[2, 0]), cb)  # about y
+    if cb > 1e-9:
         alpha = math.atan2(float(r[1, 0]), float(r[0, 0]))  # about z
         gamma = math.atan2(float(r[2, 1]), float(r[2, 2]))  # about x
-    else:
+    else:  # looking straight up or down: yaw and roll turn about the same axis
         alpha, gamma = math.atan2(-float(r[0, 1]), float(r[1, 1])), 0.0
     yaw, pitch, roll = -math.degrees(alpha), -math.degrees(beta), math.degrees(gamma)
     return (yaw + 360.0 if yaw <= -180.0 else yaw), pitch, (roll + 360.0 if roll <= -180.0 else roll)

@@ -152,6 +152,7 @@ def trajectory_metrics(trajectory_json: str | Path, truth_json: str | Path, *, m
     and ``frames`` (camera frames).
     """
     path = load_path(trajectory_json)
+    _camera_frame(path, str(trajectory_json))
     try:
         doc = json.loads(Path(truth_json).read_text())
     except (OSError, ValueError) as exc:
@@ -231,6 +232,13 @@ def nearest_frames(path: CameraPath, times: ArrayLike) -> np.ndarray:
     return np.where(np.abs(t - path.times[left]) <= np.abs(path.times[right] - t), left, right)
 
 
+def _camera_frame(path: CameraPath, where: str = "the camera path") -> None:
+    """Truth is in the picture's own axes: a level or world path cannot be scored against it."""
+    if path.frame != "camera":
+        raise Pan360Error(f"{where} is in the {path.frame} frame; annotations are in the picture's own axes: "
+                          "score a path rendered with --stabilize off")
+
+
 def points_in_view(path: CameraPath, points: ArrayLike, rotate: float = 0.0) -> PointsReport:
     """Score annotated ``points`` (N, 3) of ``[time s, yaw deg, pitch deg]`` against a camera path.
 
@@ -240,6 +248,7 @@ def points_in_view(path: CameraPath, points: ArrayLike, rotate: float = 0.0) -> 
     that frame's frustum (:func:`in_view`: h_fov, v_fov, yaw, pitch, roll) and its angular error is the
     great-circle angle to the view centre (:func:`angular_error`).
     """
+    _camera_frame(path)
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise Pan360Error(f"points must be [time, yaw, pitch] rows, got shape {pts.shape}")
@@ -257,7 +266,7 @@ def points_in_view(path: CameraPath, points: ArrayLike, rotate: float = 0.0) -> 
     for k, i in enumerate(idx):
         i = int(i)
         one = CameraPath(path.times[i:i + 1], path.yaw[i:i + 1], path.pitch[i:i + 1], path.roll[i:i + 1],
-                         path.h_fov[i:i + 1], path.v_fov[i:i + 1], path.width, path.height, path.fps)
+                         path.h_fov[i:i + 1], path.v_fov[i:i + 1], path.width, path.height, path.fps, path.frame)
         y, p = float(yaw[k]), float(pts[k, 2])
         rows.append(PointCheck(time=float(pts[k, 0]), yaw=y, pitch=p, frame=i, camera_yaw=float(path.yaw[i]),
                                camera_pitch=float(path.pitch[i]), camera_roll=float(path.roll[i]),

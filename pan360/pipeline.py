@@ -34,7 +34,7 @@ from pan360.rendering import render_video
 from pan360.sources import SaliencyOptions, choose_source, compute_saliency
 from pan360.signal import Signal
 from pan360.spatial import CameraStereo
-from pan360.stabilize import MODE_OF, Stabilization, choose_stabilization
+from pan360.stabilize import MODE_OF, MODES as STABILIZE_MODES, Stabilization, choose_stabilization
 from pan360.trajectory import TrajectoryOptions, plan_camera_path
 
 #: Messages for the user (fallbacks, choices made); the CLI prints them, the API collects them.
@@ -168,13 +168,18 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             f"pan360 does not turn 360° pictures in the plane: remux without it: ffmpeg -display_rotation 0 "
             f"-i {info.path.name} -c copy fixed{info.path.suffix}")
     options = SaliencyOptions(saliency, weights=weights, device=device, foa_format=foa_format, yaw_offset=yaw_offset)
+    if stabilize not in STABILIZE_MODES:
+        raise Pan360Error(f"unknown --stabilize {stabilize!r}; use one of {', '.join(STABILIZE_MODES)}")
     keyframes = None if path is None else load_path(path)
     if keyframes is not None:
         wanted = MODE_OF[keyframes.frame]
         if stabilize not in ("auto", wanted):
             raise Pan360Error(f"--path is in the {keyframes.frame} frame (its 'frame'), --stabilize {stabilize} "
                               f"asks for {'camera' if stabilize == 'off' else stabilize}: drop --stabilize or use {wanted}")
-        stab, _ = choose_stabilization(info, wanted)
+        try:
+            stab, _ = choose_stabilization(info, wanted)
+        except Pan360Error as exc:
+            raise Pan360Error(f"--path is in the {keyframes.frame} frame, but {exc.args[0].split(', but ', 1)[-1]}") from None
     else:
         stab, note = choose_stabilization(info, stabilize)
         if note:
@@ -194,8 +199,10 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
         maps = follow_saliency(info, maps, follows, stab, say)
     cam = None
     if plan:
-        cam = plan_path(info, maps, camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed),
-                        requested_size, progress)
+        opts = camera_options(info, fov=fov, cuts=cuts, max_speed=max_speed)
+        if stab.active:  # a levelled camera starts level (a spherical-video pose's pitch is undone already)
+            opts = replace(opts, initial_pitch=0.0)
+        cam = plan_path(info, maps, opts, requested_size, progress)
         cam = replace(cam, frame=stab.frame)
         cam = _framed(info, cam, framing, stab, say)
     return Analysis(info, track, source, maps, cam, parts, notes, stab)

@@ -36,7 +36,8 @@ from pan360.media import motion as M
 
 FloatArray = NDArray[np.float64]
 
-#: ``--stabilize`` choices; ``auto`` is ``level`` when the file records the camera's motion, else ``off``.
+#: ``--stabilize`` choices; ``auto`` is ``level`` when the file records the camera's motion (GPMF, CAMM, or a
+#: spherical-video pose with pitch or roll), else ``off``.
 MODES = ("auto", "off", "level", "world")
 #: The trajectory file's ``frame`` of each mode (:data:`pan360.paths.FRAMES`).
 FRAME_OF = {"off": "camera", "level": "level", "world": "world"}
@@ -136,13 +137,20 @@ def choose_stabilization(info, mode: str = "auto", motion: M.CameraMotion | None
         raise Pan360Error(f"unknown --stabilize {mode!r}; use one of {', '.join(MODES)}")
     if mode == "off":
         return Stabilization("off"), None
+    damaged = None
     if motion is True:
-        motion = M.read_camera_motion(info) or pose_motion(info.yaw, info.pitch, info.roll)
+        try:
+            motion = M.read_camera_motion(info)
+        except Pan360Error as exc:
+            if mode != "auto":
+                raise
+            motion, damaged = None, str(exc)
+        motion = motion or pose_motion(info.yaw, info.pitch, info.roll)
     if motion is None:
         if mode != "auto":
             raise Pan360Error(f"--stabilize {mode} needs the camera's motion, but {info.path.name} records none "
                               "(no GPMF or CAMM track, no tilted spherical-video pose)")
-        return Stabilization("off"), None
+        return Stabilization("off"), (None if damaged is None else f"{damaged}: not stabilised")
     chosen = "level" if mode == "auto" else mode
     times = np.asarray(info.frame_times, dtype=np.float64)
     world = quat_to_matrix(M.orientation_at(motion, times))
@@ -175,7 +183,10 @@ def rotate_maps(maps: NDArray[np.float32], rotations: ArrayLike) -> NDArray[np.f
 
 def describe_motion(info) -> str:
     """One line for ``pan360 info``: the camera motion the file records and what ``auto`` does with it."""
-    motion = M.read_camera_motion(info) or pose_motion(info.yaw, info.pitch, info.roll)
+    try:
+        motion = M.read_camera_motion(info) or pose_motion(info.yaw, info.pitch, info.roll)
+    except Pan360Error as exc:
+        return f"unreadable ({exc}): not stabilised"
     if motion is None:
         return "none recorded (the picture's own axes)"
     what = _SOURCES.get(motion.source, motion.source)

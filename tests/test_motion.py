@@ -80,10 +80,12 @@ def test_camm_packets_orientation_and_imu():
     assert M.parse_camm_packet(pkt) == [(0, tuple(np.float32(rv).astype(float)))]
     gps = struct.pack("<HHddd", 0, 5, 1.0, 2.0, 3.0)
     assert M.parse_camm_packet(gps) == [(5, (1.0, 2.0, 3.0))]
-    motion = M._camm_motion([(0.5, 0.0, pkt), (0.6, 0.0, M.camm_packet(3, [0.0, 9.81, 0.0]))], 0.5)
+    still = M.camm_packet(0, [0.0, 0.0, 0.0])
+    motion = M._camm_motion([(0.5, 0.0, still), (0.6, 0.0, pkt), (0.6, 0.0, M.camm_packet(3, [0.0, 9.81, 0.0]))], 0.5)
     assert motion.source == "camm" and motion.times[0] == 0.0
     y, p, _ = M.quat_to_ypr(motion.quaternions)
-    assert abs(y[0] - np.degrees(0.3)) < 1e-3 and abs(p[0]) < 1e-3
+    # levelled and zero-headed like GPMF: the first sample looks at yaw 0, the turn is relative to it
+    assert abs(y[0]) < 1e-9 and abs(y[1] - np.degrees(0.3)) < 1e-3 and abs(p[1]) < 1e-3
     assert M.gravity_angle(motion)[0] < 1e-3  # accel up along CAMM y = world up, no tilt
     # gyro + accel only: a constant right turn
     t = np.arange(0, 2.0, 0.01)

@@ -113,3 +113,40 @@ def test_preview_page_keyframe_save_and_render(browser, tmp_path):
             assert abs(a[k] - b[k]) < 1e-6, (k, a, b)
     # reopening the saved file brings the keyframes back for more editing
     assert pv.open_session(clip, path=saved, saliency="foa").keyframes == doc["keyframes"]
+
+
+def test_preview_follow_a_clicked_subject(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from pan360.metrics import in_view
+    from tests.test_follow import FPS, write_lookalikes
+
+    clip = tmp_path / "two.mp4"
+    _, yaw, pitch = write_lookalikes(clip, start_yaw=-80.0, width=512, height=256)
+    saved = tmp_path / "follow.json"
+    session = pv.open_session(clip, path=saved, saliency="foa", size="320x180", framing="off")
+    server = pv.make_server(session, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(pv.url_of(server))
+        wait_for(browser, "return document.body.dataset.ready && document.body.dataset.rendered")
+        browser.execute_script("pan360.seek(1.0)")
+        wait_for(browser, f"return pan360.frame === {FPS}")
+        equi = browser.find_element(By.ID, "equi")
+        w, h = equi.size["width"], equi.size["height"]
+        x = (yaw[FPS] / 360 + 0.5) * w - w / 2
+        y = (0.5 - pitch[FPS] / 180) * h - h / 2
+        browser.find_element(By.ID, "pick").click()
+        ActionChains(browser).move_to_element_with_offset(equi, int(round(x)), int(round(y))).click().perform()
+        assert browser.execute_script("return pan360.follow.length") == 1
+        browser.find_element(By.ID, "save").click()
+        wait_for(browser, "return document.body.dataset.saved")
+    finally:
+        server.shutdown()
+        server.server_close()
+    doc = json.loads(saved.read_text())
+    (f,) = doc["follow"]
+    assert abs(f["time"] - 1.0) < 1e-6 and abs(f["yaw"] - yaw[FPS]) < 2.0 and abs(f["pitch"] - 18.0) < 2.0
+    path = pipeline.given_path(saved, session.info)
+    assert in_view(path, yaw, pitch).mean() >= 0.95  # the clicked drum, not the sounding one

@@ -65,7 +65,7 @@ def gpmf_second(ts: np.ndarray) -> bytes:
                  _nest("STRM", scal, _klv("GRAV", "s", 6, grav.tobytes())))
 
 
-def write_moving_camera_clip(path: Path, *, gpmf: bool = True) -> Path:
+def write_moving_camera_clip(path: Path, *, gpmf: bool = True, damaged: bool = False) -> Path:
     n = int(SECONDS * FPS)
     cam_dirs = projections.pixel_grid_dirs("equirect", W, H)
     t_audio = np.arange(int(SECONDS * SR)) / SR
@@ -93,7 +93,8 @@ def write_moving_camera_clip(path: Path, *, gpmf: bool = True) -> Path:
             for pk in video.encode(frame):
                 c.mux(pk)
             if data is not None and i % FPS == 0:
-                pk = av.Packet(gpmf_second(np.arange(i, i + FPS) / FPS))
+                payload = gpmf_second(np.arange(i, i + FPS) / FPS)
+                pk = av.Packet(payload[: len(payload) // 2] if damaged else payload)
                 pk.stream, pk.time_base = data, data.time_base
                 pk.pts = pk.dts = i * 100
                 pk.duration = 1000
@@ -295,3 +296,31 @@ def test_rotated_foa_turns_the_field_with_the_camera():
         yaw, pitch = sphere.vec_to_dir([x * w, y * w, z * w])
         assert abs(yaw - want) < 0.1 and abs(pitch - 10.0) < 0.1, (start, yaw, pitch)
     np.testing.assert_array_equal(out.read(0, 100)[0], foa[0, :100])  # W is untouched
+
+
+def test_a_damaged_motion_track_is_said_and_not_fatal(tmp_path):
+    clip = write_moving_camera_clip(tmp_path / "damaged.mp4", damaged=True)
+    stab, note = choose_stabilization(probe(clip))
+    assert stab.mode == "off" and "damaged" in note and "not stabilised" in note
+    with pytest.raises(Exception, match="damaged"):
+        choose_stabilization(probe(clip), "level")  # asked for explicitly: refused
+    from pan360.stabilize import describe_motion
+
+    assert describe_motion(probe(clip)).startswith("unreadable")
+
+
+def test_a_tilted_spherical_pose_is_levelled(tmp_path):
+    from tests.test_media import inject_spherical, write_clip
+
+    clip = tmp_path / "posed.mp4"
+    write_clip(clip, size=(256, 128), pts=[0, 1, 2])
+    inject_spherical(clip, None, b"equi", pose=(0.0, 20.0, 0.0))
+    info = probe(clip)
+    stab, note = choose_stabilization(info)
+    assert stab.mode == "level" and stab.source == "prhd" and "pose" in note
+    # the level frame's horizon ahead is the picture's pitch -20 (ffmpeg: a positive pose pitch turns the
+    # sphere in front of the viewer up, so the picture shows the horizon 20 degrees low)
+    v = stab.camera_view(0, geometry.View(0.0, 0.0, 0.0, 90.0, 60.0))
+    assert abs(v.yaw) < 1e-9 and abs(v.pitch + 20.0) < 1e-9
+    a = pipeline.analyse(clip, saliency="none")
+    assert a.path.frame == "level" and np.allclose(a.path.pitch, 0.0)  # starts level, not at the pose again

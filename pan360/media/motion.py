@@ -735,7 +735,8 @@ def _camm_motion(packets: list[tuple[float, float, bytes]], video_start: float) 
             a = camm_vectors_to_pan360(np.stack([v for _, v in series[3]]))
             grav = -np.stack([np.interp(t, ta, a[:, k]) for k in range(3)], axis=-1)
             grav /= np.linalg.norm(grav, axis=-1, keepdims=True)
-        return CameraMotion(t, quat_normalize(q), "camm", grav)
+        # levelled with the measured gravity and the first heading at yaw 0, as GPMF's
+        return CameraMotion(t, _level_with_gravity(quat_normalize(q), grav), "camm", grav)
     if 2 in series and 3 in series:
         tw = np.array([s for s, _ in series[2]])
         w = camm_vectors_to_pan360(np.stack([v for _, v in series[2]]))

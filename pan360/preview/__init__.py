@@ -48,6 +48,9 @@ class PreviewSession:
     options: Any  # pan360.trajectory.TrajectoryOptions used for (re)planning
     size: tuple[int, int]
     keyframes: list[dict] = field(default_factory=list)
+    follow: list[dict] = field(default_factory=list)  # subjects to follow: {time, yaw, pitch}
+    sound_maps: Any = None  # the analysis' own maps, before any following
+    auto_path: CameraPath | None = None  # the analysis' own plan (framing included), for no keyframes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -62,7 +65,7 @@ class PreviewSession:
             "file": info.path.name, "duration": info.duration, "fps": float(info.fps),
             "times": info.frame_times.tolist(), "eye": [info.eye_width, info.eye_height],
             "stereo": info.stereo, "source": a.source, "save_to": str(self.save_to),
-            "path": _path_lists(path), "keyframes": self.keyframes, "interps": list(INTERPS),
+            "path": _path_lists(path), "keyframes": self.keyframes, "interps": list(INTERPS), "follow": self.follow,
             "frame": path.frame, "camera": None, "maps": None,
         }
         stab = a.stabilization
@@ -75,13 +78,19 @@ class PreviewSession:
     def save(self, request: dict) -> dict:
         """Re-plan with the page's keyframes and write the path; returns the new state's path and file."""
         from pan360.media.output import atomic_output
+        from pan360.sources.follow import follow_saliency
         from pan360.trajectory import plan_camera_path
 
         kfs = _check_keyframes(request.get("keyframes"))
+        follow = _check_follow(request.get("follow", []))
         fill = bool(request.get("fill", True))
         info, a = self.info, self.analysis
+        notes: list[str] = []
         with self.lock:
             w, h = self.size
+            if self.sound_maps is not None and follow != self.follow:
+                a.maps = (follow_saliency(info, self.sound_maps, [(f["time"], f["yaw"], f["pitch"]) for f in follow],
+                                          a.stabilization, notes.append) if follow else self.sound_maps)
             if kfs:
                 keys = CameraPath([k["time"] for k in kfs], [k["yaw"] for k in kfs], [k["pitch"] for k in kfs],
                                   [k.get("roll", 0.0) for k in kfs], [k["h_fov"] for k in kfs],
@@ -91,17 +100,24 @@ class PreviewSession:
                     path = plan_camera_path(a.maps, info.frame_times, w, h, float(info.fps), self.options, keyframes=keys)
                 else:
                     path = replace(resample_path(keys, info.frame_times), fps=float(info.fps))
+            elif not follow and self.auto_path is not None:  # back to the analysis' own plan
+                path = self.auto_path
+            elif a.maps is not None:  # following, no keyframes: the automatic plan of the subject
+                path = replace(plan_camera_path(a.maps, info.frame_times, w, h, float(info.fps), self.options),
+                               frame=a.path.frame)
             else:
                 path = a.path
             doc = path_to_dict(path)
             doc["keyframes"] = kfs
+            doc["follow"] = follow
             doc["fill"] = fill
             with atomic_output(self.save_to, overwrite=True, inputs=(info.path,)) as tmp:
                 text = json.dumps(doc, separators=(",", ":")).replace('},{"index"', '},\n{"index"')
                 Path(tmp).write_text(text + "\n", encoding="utf-8")
-            self.keyframes = kfs
+            self.keyframes, self.follow = kfs, follow
             self.analysis.path = path
-        return {"path": _path_lists(path), "saved": str(self.save_to), "keyframes": kfs}
+        return {"path": _path_lists(path), "saved": str(self.save_to), "keyframes": kfs, "follow": follow,
+                "notes": notes}
 
 
 def _v_fov(h_fov: float, w: int, h: int) -> float:
@@ -132,6 +148,21 @@ def _page_maps(maps: np.ndarray, times: np.ndarray) -> dict:
     return {"width": w, "height": h, "times": times[idx].tolist(), "data": base64.b64encode(out.tobytes()).decode()}
 
 
+def _check_follow(raw: Any) -> list[dict]:
+    if not isinstance(raw, list):
+        raise Pan360Error("follow must be a list")
+    out = []
+    for i, f in enumerate(raw):
+        try:
+            e = {"time": float(f["time"]), "yaw": float(f["yaw"]), "pitch": float(np.clip(float(f["pitch"]), -90, 90))}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Pan360Error(f"follow {i}: {exc}") from None
+        if not np.isfinite(list(e.values())).all() or e["time"] < 0:
+            raise Pan360Error(f"follow {i}: values must be finite, time >= 0")
+        out.append(e)
+    return sorted(out, key=lambda e: e["time"])
+
+
 def _check_keyframes(raw: Any) -> list[dict]:
     if not isinstance(raw, list):
         raise Pan360Error("keyframes must be a list")
@@ -159,7 +190,8 @@ def _check_keyframes(raw: Any) -> list[dict]:
 
 def open_session(input: str | Path, *, path: str | Path | None = None, saliency: str = "auto",
                  weights: Any = None, fov: float | None = None, size: str | tuple[int, int] | None = None,
-                 stabilize: str = "auto", device: str = "auto", progress=None, notify=None) -> PreviewSession:
+                 stabilize: str = "auto", device: str = "auto", framing: str = "auto", progress=None,
+                 notify=None) -> PreviewSession:
     """Analyse ``input`` and open a session. ``path``: the trajectory file Save writes (default
     ``<input stem>_path.json`` in the current folder); when it exists, its keyframes (or, for a plain
     per-frame file, its path) are where the page starts."""
@@ -167,13 +199,13 @@ def open_session(input: str | Path, *, path: str | Path | None = None, saliency:
 
     save_to = Path(path) if path is not None else Path.cwd() / f"{Path(input).stem}_path.json"
     a = pipeline.analyse(input, saliency=saliency, weights=weights, fov=fov, size=size, stabilize=stabilize,
-                         device=device, progress=progress, notify=notify)
+                         device=device, framing=framing, progress=progress, notify=notify)
     if a.info.layout != "equirect":
         raise Pan360Error(f"the preview page shows equirect inputs only ({a.info.path.name} is {a.info.layout}); "
                           "render it with pan360 render")
     options = pipeline.camera_options(a.info, fov=fov)
     w, h = a.path.width, a.path.height
-    session = PreviewSession(a, save_to, options, (w, h))
+    session = PreviewSession(a, save_to, options, (w, h), sound_maps=a.maps, auto_path=a.path)
     if save_to.is_file():
         doc = read_json(save_to, "trajectory")
         given = load_path(save_to)
@@ -181,6 +213,12 @@ def open_session(input: str | Path, *, path: str | Path | None = None, saliency:
             raise Pan360Error(f"{save_to.name} is in the {given.frame} frame, the analysis in the {a.path.frame} "
                               f"frame: give --stabilize {'off' if given.frame == 'camera' else given.frame}")
         session.keyframes = _check_keyframes(doc.get("keyframes", []))
+        session.follow = _check_follow(doc.get("follow", []))
+        if session.follow and a.maps is not None:
+            from pan360.sources.follow import follow_saliency
+
+            a.maps = follow_saliency(a.info, a.maps, [(f["time"], f["yaw"], f["pitch"]) for f in session.follow],
+                                     a.stabilization, notify)
         a.path = pipeline.given_path(save_to, a.info)
         session.size = (a.path.width, a.path.height)
     return session

@@ -124,7 +124,8 @@ def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | AudioStre
 
     ``parts``, when given, receives the maps a combined source is made of ("foa" and "net" for "fused").
     ``stabilization`` (:mod:`pan360.stabilize`) gives the frame the maps are in (default: the camera's):
-    the FOA field is turned into it before its maps, the network's maps are resampled into it.
+    the FOA field is turned into it before its maps, each analysed network map is resampled into it
+    before the frames between analysed ones are interpolated.
     """
     h, w = options.map_size
     stab = stabilization or Stabilization("off")
@@ -146,19 +147,19 @@ def compute_saliency(source: str, info: MediaInfo, track: AudioTrack | AudioStre
 
         start = info.n_frames if source == "fused" else 0
         net = dict(map_size=options.map_size, foa_format=options.foa_format, device=options.device,
-                   rate=options.net_rate, progress=offset(progress, start, start + info.n_frames))
+                   rate=options.net_rate, rotations=stab.rotations,  # each analysed map turned into the frame
+                   progress=offset(progress, start, start + info.n_frames))
         model = load_network(options.weights)
         if source == "net":
-            return stab.maps(network_maps(model, info, track, **net))
+            return network_maps(model, info, track, **net)
         directness = foa_directness(foa, track.sample_rate, info.frame_times)
         if parts is not None:  # every set kept, for the caller
-            net_maps = stab.maps(network_maps(model, info, track, **net))
+            net_maps = network_maps(model, info, track, **net)
             parts.update(foa=foa_maps, net=net_maps)
             return fuse_maps(foa_maps, net_maps, directness=directness)
 
         def fuse(first: int, net_block: NDArray[np.float32]) -> None:
             # the network's maps fused into the FOA maps' own array as they come: one set of maps alive
-            net_block = stab.maps(net_block, first)
             view = foa_maps[first:first + len(net_block)]
             fuse_maps(view, net_block, directness=directness[first:first + len(net_block)], out=view)
 

@@ -191,7 +191,8 @@ def plan_analysis(model: Any, info: MediaInfo, *, device: str = "auto", rate: fl
 def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | None, *, map_size: tuple[int, int] = (64, 128),
                  foa_format: str = "auto", device: str = "auto", rate: float | None = None,
                  input_height: int | None = None, batch_size: int | None = None, audio_hop: float = AUDIO_HOP,
-                 sink: Callable[[int, F32], None] | None = None, progress: Progress | None = None) -> F32 | None:
+                 sink: Callable[[int, F32], None] | None = None, rotations: NDArray[np.float64] | None = None,
+                 progress: Progress | None = None) -> F32 | None:
     """Network saliency maps (T, H, W) float32 of every video frame (see the module docstring).
 
     Parameters
@@ -208,6 +209,9 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | 
     sink : ``sink(first, maps)`` receives the maps of frames ``first, first + 1, ...`` in order, as soon as
         they are final, and nothing is kept (None is returned): a consumer such as the fusion then never
         holds the network's maps of a long input whole. Without it the maps are returned.
+    rotations : (T, 3, 3) camera -> frame per video frame (:mod:`pan360.stabilize`): each analysed map is
+        turned by its own frame's rotation before the frames in between are interpolated, so a source
+        still in that frame stays still between analysed frames too.
     """
     import torch
 
@@ -283,6 +287,10 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | 
         else:
             conf = np.clip(logits.float().flatten(1).max(dim=1).values.cpu().numpy(), 0.0, 1.0)
         maps = attention_to_maps(att_np, power[rank[batch_idx]] * conf, map_size)
+        if rotations is not None:
+            from pan360.stabilize import rotate_maps
+
+            maps = rotate_maps(maps, rotations[batch_idx])
         for i, m in zip(batch_idx, maps):
             if last >= 0 and i - last > 1:  # frames skipped in between: linear in time
                 t0, t1 = times[last], times[i]

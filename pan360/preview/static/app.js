@@ -10,7 +10,7 @@ const D2R = Math.PI / 180;
 const video = $("video"), nfov = $("nfov"), equi = $("equi");
 const src = document.createElement("canvas");
 const heat = document.createElement("canvas");
-let S = null, path = null, keys = [], camera = null, maps = null;
+let S = null, path = null, keys = [], follow = [], camera = null, maps = null, picking = false;
 let view = { yaw: 0, pitch: 0, roll: 0, h_fov: 90, v_fov: 58.7 };
 let srcData = null, dirty = true, shownTime = -1, frame = 0, scrubbing = false;
 
@@ -222,6 +222,18 @@ function keyTable() {
   body.querySelectorAll("[data-del]").forEach((b) => { b.onclick = () => { keys.splice(+b.dataset.del, 1); keyTable(); dirty = true; }; });
 }
 
+function followList() {
+  const el = $("followlist");
+  el.innerHTML = follow.length ? "following: " : "";
+  follow.forEach((f, n) => {
+    const b = document.createElement("button");
+    b.textContent = `${f.time.toFixed(2)} s (${f.yaw.toFixed(0)}°, ${f.pitch.toFixed(0)}°) ✕`;
+    b.title = "stop following this subject";
+    b.onclick = () => { follow.splice(n, 1); followList(); };
+    el.appendChild(b);
+  });
+}
+
 function addKey() {
   const t = S.times[frame];
   keys = keys.filter((k) => frameAt(k.time) !== frame);
@@ -235,16 +247,18 @@ function addKey() {
 async function save() {
   status("re-planning…");
   const res = await fetch("/api/save", { method: "POST", headers: { "Content-Type": "application/json" },
-                                         body: JSON.stringify({ keyframes: keys, fill: $("fill").checked }) });
+                                         body: JSON.stringify({ keyframes: keys, follow, fill: $("fill").checked }) });
   const doc = await res.json();
   if (!res.ok) { status(doc.error || "save failed", true); return; }
   path = doc.path;
   keys = doc.keyframes;
+  follow = doc.follow;
   keyTable();
+  followList();
   $("follow").checked = true;
   view = pathView(frame);
   dirty = true;
-  status(`saved ${doc.saved}`);
+  status(`saved ${doc.saved}` + (doc.notes.length ? ` — ${doc.notes.join("; ")}` : ""));
   document.body.dataset.saved = doc.saved;
 }
 
@@ -270,6 +284,21 @@ function bind() {
   };
   equi.onclick = (e) => {
     const r = equi.getBoundingClientRect();
+    if (picking) {  // follow the subject clicked on, from now on
+      const yaw = ((e.clientX - r.left) / r.width - 0.5) * 360, pitch = (0.5 - (e.clientY - r.top) / r.height) * 180;
+      const c = cameraRot(frame), v = dirToVec(yaw, pitch);
+      const [y2, p2] = c ? vecToDir(c[0] * v[0] + c[1] * v[1] + c[2] * v[2], c[3] * v[0] + c[4] * v[1] + c[5] * v[2],
+                                    c[6] * v[0] + c[7] * v[1] + c[8] * v[2]) : [yaw, pitch];
+      follow = follow.filter((f) => frameAt(f.time) !== frame);
+      follow.push({ time: S.times[frame], yaw: y2, pitch: p2 });
+      follow.sort((a, b) => a.time - b.time);
+      picking = false;
+      $("pick").textContent = "follow a subject…";
+      followList();
+      status(`following the subject at ${S.times[frame].toFixed(2)} s from here on (save to track it)`);
+      dirty = true;
+      return;
+    }
     const yaw = ((e.clientX - r.left) / r.width - 0.5) * 360, pitch = (0.5 - (e.clientY - r.top) / r.height) * 180;
     // the picture is the camera's: turn the clicked direction into the path's frame
     const c = cameraRot(frame), v = dirToVec(yaw, pitch);
@@ -288,6 +317,7 @@ function bind() {
   $("follow").onchange = () => { if ($("follow").checked) view = pathView(frame); dirty = true; };
   $("heat").onchange = () => { dirty = true; };
   $("addkey").onclick = addKey;
+  $("pick").onclick = () => { picking = !picking; $("pick").textContent = picking ? "click the subject in the 360° picture" : "follow a subject…"; };
   $("save").onclick = save;
   for (const how of S.interps) $("interp").add(new Option(how, how));
 }
@@ -296,6 +326,7 @@ async function start() {
   S = await (await fetch("/api/state")).json();
   path = S.path;
   keys = S.keyframes;
+  follow = S.follow;
   if (S.camera) camera = new Float64Array(Uint8Array.from(atob(S.camera), (c) => c.charCodeAt(0)).buffer);
   if (S.maps) {
     maps = { ...S.maps, data: Uint8Array.from(atob(S.maps.data), (c) => c.charCodeAt(0)) };
@@ -310,9 +341,11 @@ async function start() {
   view = pathView(0);
   bind();
   keyTable();
+  followList();
   video.src = "/video";
   video.onerror = () => status("this browser cannot play the video's codec (try a VP9 WebM or H.264 MP4 copy)", true);
   window.pan360 = { get view() { return view; }, get frame() { return frame; }, get keys() { return keys; },
+                    get follow() { return follow; },
                     get redrawMs() { return redrawMs; }, seek };
   document.body.dataset.ready = "1";
   requestAnimationFrame(loop);
