@@ -358,3 +358,108 @@ def to_equirect(image: NDArray, projection: str, out_w: int, out_h: int) -> NDAr
     map_x, map_y = equirect_tables(projection, in_w, in_h, out_w, out_h)
     border = cv2.BORDER_WRAP if projection == "equirect" else cv2.BORDER_REPLICATE
     return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=border)
+
+
+# -- helpers for direct rendering from a layout (pan360.reproject) ----------------------------------
+
+def equirect_width(projection: str, width: int, height: int) -> float:
+    """Width of the equirect frame with about the same angular resolution as a ``width x height`` frame.
+
+    ``width`` itself for ``equirect``; for a cube layout four face widths (a face spans 90°): ``W / 3``
+    per face for ``c3x2``, ``(W - 4) / 3`` for ``eac`` (its 2-pixel side pads), ``W / 6`` for ``c6x1``.
+    What the anti-aliasing prefilter of :mod:`pan360.reproject` compares with the output's resolution.
+    """
+    _check(projection, width, height)
+    if projection == "equirect":
+        return float(width)
+    layout = LAYOUTS[projection]
+    face = (width - 2.0 * EAC_PAD) / layout.cols if layout.equiangular else width / layout.cols
+    return 4.0 * face
+
+
+@dataclass(frozen=True)
+class FacePlacement:
+    """Where the six faces of a cube layout lie in a frame, in **normalised frame coordinates**.
+
+    Normalised coordinates are ``(X, Y) = ((x + 0.5) / W, (y + 0.5) / H)``: [0, 1] over the whole frame,
+    so one placement serves every plane size of the frame (a half-size chroma plane, a box-downscaled
+    frame: ``x_p = X W_p - 0.5``). Arrays are indexed by face (:data:`FACES` order):
+
+    - ``normal``, ``right``, ``down`` (6, 3): the face's outward normal and the world directions of its
+      picture's right and down *as it lies in the frame* (the slot's quarter turns applied). A direction
+      ``v`` on face ``k`` has picture coordinates ``q = v·right/v·normal`` and ``r = v·down/v·normal``
+      in [-1, 1];
+    - ``x0``, ``sx``, ``y0``, ``sy`` (6,): ``X = x0 + sx t(q)`` and ``Y = y0 + sy t(r)`` with the face
+      fraction ``t(q) = (q + 1) / 2``, or ``2/π atan(q) + 1/2`` when ``equiangular`` (eac);
+    - ``lo_x``, ``hi_x``, ``lo_y``, ``hi_y`` (6,): the face's pixel footprint ``[x0 - 0.5, x1 - 0.5)``
+      normalised (for eac the face itself, without pads: ``x0, x0 + sx``).
+
+    :func:`dir_to_layout` applies it; ``X W - 0.5`` is :func:`dir_to_pixel`'s ``x`` (to rounding).
+    """
+
+    projection: str
+    width: int
+    height: int
+    equiangular: bool
+    normal: FloatArray
+    right: FloatArray
+    down: FloatArray
+    x0: FloatArray
+    sx: FloatArray
+    y0: FloatArray
+    sy: FloatArray
+    lo_x: FloatArray
+    hi_x: FloatArray
+    lo_y: FloatArray
+    hi_y: FloatArray
+
+
+@lru_cache(maxsize=16)
+def face_placement(projection: str, width: int, height: int) -> FacePlacement:
+    """The :class:`FacePlacement` of a cube layout in a ``width x height`` frame (cached, read-only)."""
+    _check(projection, width, height)
+    if projection not in LAYOUTS:
+        raise Pan360Error(f"{projection!r} is not a cube layout")
+    layout = LAYOUTS[projection]
+    slot_of_face, rotation = _slot_tables(layout)
+    right, down = np.empty((6, 3)), np.empty((6, 3))
+    x0, sx, y0, sy = (np.empty(6) for _ in range(4))
+    for k in range(6):
+        slot = int(slot_of_face[k])
+        rot = int(rotation[slot])
+        r, d = _RIGHTS[k], _DOWNS[k]
+        # _rotate: the picture's coordinates of face coordinates (u, w) = (v·r, v·d) / depth.
+        right[k], down[k] = {0: (r, d), 1: (-d, r), 2: (-r, -d), 3: (d, -r)}[rot]
+        col, row = slot % layout.cols, slot // layout.cols
+        if layout.equiangular:
+            span_x = (width - 2.0 * EAC_PAD) / layout.cols
+            row_h = height / layout.rows
+            x0[k], sx[k] = (EAC_PAD + col * span_x) / width, span_x / width
+            y0[k], sy[k] = (EAC_PAD + row * row_h) / height, (row_h - 2.0 * EAC_PAD) / height
+        else:
+            bx0, bx1, by0, by1 = (int(b) for b in _slot_bounds(layout, slot, width, height))
+            x0[k], sx[k] = bx0 / width, (bx1 - bx0) / width
+            y0[k], sy[k] = by0 / height, (by1 - by0) / height
+    arrays = dict(normal=_NORMALS.copy(), right=right, down=down, x0=x0, sx=sx, y0=y0, sy=sy,
+                  lo_x=x0.copy(), hi_x=x0 + sx, lo_y=y0.copy(), hi_y=y0 + sy)
+    for a in arrays.values():
+        a.flags.writeable = False
+    return FacePlacement(projection, width, height, layout.equiangular, **arrays)
+
+
+def dir_to_layout(vec: ArrayLike, placement: FacePlacement) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """Face (index into :data:`FACES`) and normalised frame coordinates ``(X, Y)`` of directions.
+
+    The reference (float64) for the per-frame tables of :mod:`pan360.reproject`; ``X W - 0.5`` and
+    ``Y H - 0.5`` are :func:`dir_to_pixel`'s coordinates.
+    """
+    v = np.asarray(vec, dtype=np.float64)
+    face, _, _ = vec_to_face(v)
+    depth = np.einsum("...k,...k->...", v, placement.normal[face])
+    q = np.einsum("...k,...k->...", v, placement.right[face]) / depth
+    r = np.einsum("...k,...k->...", v, placement.down[face]) / depth
+    if placement.equiangular:
+        tq, tr = _eac_warp(q), _eac_warp(r)
+    else:
+        tq, tr = 0.5 * (q + 1.0), 0.5 * (r + 1.0)
+    return face, placement.x0[face] + placement.sx[face] * tq, placement.y0[face] + placement.sy[face] * tr
