@@ -192,6 +192,7 @@ def render(
                                              "(auto: level when the file records the camera's motion, GPMF or CAMM)."),
     follow: Optional[list[str]] = typer.Option(None, "--follow", help="TIME,YAW,PITCH: follow the subject seen there (repeatable: switch subjects)."),
     framing: str = typer.Option("auto", "--framing", help="auto/on/off: keep a face near the view in frame with headroom (auto: when facenet-pytorch is installed)."),
+    zoom: bool = typer.Option(False, "--zoom", help="Zoom in on one steady source, out for a spread scene or a fast pan."),
     overwrite: bool = Overwrite,
     quiet: bool = Quiet,
     debug: bool = Debug,
@@ -203,8 +204,8 @@ def render(
         input, output, size=size, fov=fov, crf=crf, preset=preset, path=path, trajectory_out=trajectory_out,
         plot=plot, saliency=saliency.value, weights=weights, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
         device=device.value, yaw_offset=yaw_offset, foa_format=foa_format.value, projection=projection.value,
-        stereo=stereo.value, stabilize=stabilize.value, follow=follow, framing=framing, progress=progress,
-        notify=notify))
+        stereo=stereo.value, stabilize=stabilize.value, follow=follow, framing=framing, zoom=zoom,
+        progress=progress, notify=notify))
     if not quiet:
         cam = result.path
         err.print(f"wrote {result.output} ({cam.width}x{cam.height}, {len(cam)} frames, "

@@ -142,7 +142,7 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
             foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
             follow: list[str] | list[tuple[float, float, float]] | None = None, framing: str = "auto",
-            plan: bool = True,
+            zoom: bool = False, plan: bool = True,
             keep_parts: bool = False, progress: StageProgress | None = None,
             notify: Notify | None = None) -> Analysis:
     """Probe ``input``, open its audio, compute its saliency maps and plan the camera path.
@@ -204,6 +204,10 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             opts = replace(opts, initial_pitch=0.0)
         cam = plan_path(info, maps, opts, requested_size, progress)
         cam = replace(cam, frame=stab.frame)
+        if zoom:
+            from pan360.trajectory import zoom_path
+
+            cam = zoom_path(cam, maps)
         cam = _framed(info, cam, framing, stab, say)
     return Analysis(info, track, source, maps, cam, parts, notes, stab)
 
@@ -274,8 +278,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
            max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-           follow: list[str] | None = None, framing: str = "auto", progress: StageProgress | None = None,
-           notify: Notify | None = None) -> RenderResult:
+           follow: list[str] | None = None, framing: str = "auto", zoom: bool = False,
+           progress: StageProgress | None = None, notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
     Parameters
@@ -305,6 +309,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         that frame; a given ``path`` brings its own.
     follow : ``["TIME,YAW,PITCH", ...]``: follow the subject seen there (seconds, degrees in the output's
         frame) instead of the sound, from that time to the next entry's (:mod:`pan360.sources.follow`).
+    zoom : narrow the FOV on one steady source, widen it for a spread scene or a fast pan
+        (:func:`pan360.trajectory.zoom_path`; off by default, see bench/README.md).
     framing : "auto" (on when ``facenet-pytorch`` is installed), "on" or "off": tilt the camera so a face
         near the view is in frame with headroom, the source kept in view (:mod:`pan360.framing`).
     notify : called with each message for the user (also collected in the result's ``notes``).
@@ -317,7 +323,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         a = analyse(input, size=size, fov=fov, path=path, saliency=saliency, weights=weights, cuts=cuts,
                     max_speed=max_speed, device=device, yaw_offset=yaw_offset, foa_format=foa_format,
                     projection=projection, stereo=stereo, stabilize=stabilize, follow=follow, framing=framing,
-                    progress=progress, notify=notify)
+                    zoom=zoom, progress=progress, notify=notify)
         a.notes[:0] = early
         say = _collector(a.notes, notify)
         cam = a.path

@@ -241,3 +241,21 @@ def test_keyframes_are_kept_and_the_plan_fills_between() -> None:
     assert back.min() < 10.0  # between the keyframes the plan goes back to the source
     after = np.arange(f6 + fps, len(t))
     assert in_view(p, 60.0, 0.0)[after].mean() > 0.5  # after the cut the plan finds the source again
+
+
+def test_zoom_narrows_on_a_steady_source_and_widens_for_a_pan() -> None:
+    from pan360.trajectory import zoom_path
+
+    fps = int(FPS)
+    t = np.arange(8 * fps) / FPS
+    yaw = np.where(t < 4.0, 0.0, 120.0)  # one source, then a far switch: a fast pan
+    maps = blob_maps(yaw, np.zeros(len(t)), kappa=60.0, floor=0.0, noise=0.0)
+    path = plan_camera_path(maps, t, 1280, 720, FPS)
+    z = zoom_path(path, maps)
+    assert z.h_fov[2 * fps] < 0.8 * 90.0 + 1.0  # zoomed in on the steady source
+    speed = angular_speed(path)
+    fast = np.flatnonzero(speed > 40.0)
+    assert len(fast) and z.h_fov[fast].max() > 90.0  # out during the pan
+    rate = np.abs(np.diff(z.h_fov)) * FPS
+    assert rate.max() <= 20.0 + 1e-6  # bounded zoom speed
+    assert np.allclose(z.v_fov, np.degrees(2 * np.arctan(np.tan(np.radians(z.h_fov) / 2) * 720 / 1280)))
