@@ -1,7 +1,7 @@
 """Framing people on the annotated real clips: is the source still in view, and are faces near it in frame?
 
 For every clip of ``annotations.json`` (default ``shared/media/real360_foa``) the default analysis runs
-twice, ``framing="off"`` and ``framing="on"`` (same saliency, same plan; framing only tilts), and:
+twice, without and with ``framing`` (same saliency, same plan; framing only tilts), and:
 
 - **source in view**: the annotated points in view of the path (:func:`pan360.metrics.points_in_view`);
 - **faces in frame**: twice a second, faces are detected (the same MTCNN as the framing) in a view around
@@ -85,7 +85,7 @@ def main() -> None:
         points = load_annotated_points(ann_file, name)
         row = {"clip": name}
         for mode in ("off", "on"):
-            a = pipeline.analyse(clip, saliency=args.saliency, framing=mode)
+            a = pipeline.analyse(clip, saliency=args.saliency, framing=mode == "on")
             rep = points_in_view(a.path, points)
             row[f"in_view_{mode}"] = sum(p.in_view for p in rep.points) / len(rep.points)
             near, full = faces_in_frame(a.info, a.path, points, detector)

@@ -42,7 +42,7 @@ def main() -> None:
             gt = write_scene(scene, video, crf=23, preset="veryfast")
             row = {}
             for zoom in (False, True):
-                path = pipeline.analyse(video, saliency="foa", zoom=zoom, framing="off").path
+                path = pipeline.analyse(video, saliency="foa", zoom=zoom, framing=False).path
                 inside = metrics.in_view(path, gt.yaw, gt.pitch)
                 away = metrics.scored_frames(path.times, gt.switch_times, 0.5) & (gt.sounding >= 0)
                 near = ~metrics.scored_frames(path.times, gt.switch_times, 0.5) & (gt.sounding >= 0)

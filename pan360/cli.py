@@ -191,7 +191,7 @@ def render(
                                         help="level: horizon level; world: the camera's turns held still too; off: the picture's axes "
                                              "(auto: level when the file records the camera's motion, GPMF or CAMM)."),
     follow: Optional[list[str]] = typer.Option(None, "--follow", help="TIME,YAW,PITCH: follow the subject seen there (repeatable: switch subjects)."),
-    framing: str = typer.Option("auto", "--framing", help="auto/on/off: keep a face near the view in frame with headroom (auto: when facenet-pytorch is installed)."),
+    framing: bool = typer.Option(False, "--framing", help="Keep a face near the view in frame with headroom (needs facenet-pytorch)."),
     zoom: bool = typer.Option(False, "--zoom", help="Zoom in on one steady source, out for a spread scene or a fast pan."),
     overwrite: bool = Overwrite,
     quiet: bool = Quiet,

@@ -141,7 +141,7 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
             path: str | Path | None = None, saliency: str = "auto", weights: Any = None, cuts: bool = False,
             max_speed: float | None = None, device: str = "auto", yaw_offset: float = 0.0,
             foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-            follow: list[str] | list[tuple[float, float, float]] | None = None, framing: str = "auto",
+            follow: list[str] | list[tuple[float, float, float]] | None = None, framing: bool = False,
             zoom: bool = False, plan: bool = True,
             keep_parts: bool = False, progress: StageProgress | None = None,
             notify: Notify | None = None) -> Analysis:
@@ -212,20 +212,16 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
     return Analysis(info, track, source, maps, cam, parts, notes, stab)
 
 
-def _framed(info: MediaInfo, cam: CameraPath, framing: str, stab: Stabilization, say: Notify) -> CameraPath:
-    """The planned path with faces near the view kept in frame (:mod:`pan360.framing`): ``framing`` "on",
-    "off" or "auto" (on when the face detector is installed)."""
-    if framing not in ("auto", "on", "off"):
-        raise Pan360Error(f"unknown --framing {framing!r}; use auto, on or off")
-    if framing == "off":
+def _framed(info: MediaInfo, cam: CameraPath, framing: bool, stab: Stabilization, say: Notify) -> CameraPath:
+    """The planned path with faces near the view kept in frame (:mod:`pan360.framing`) when ``framing``."""
+    if not framing:
         return cam
     from pan360.framing import face_detector, frame_faces
 
     detector = face_detector()
     if detector is None:
-        if framing == "on":
-            raise Pan360Error("--framing on needs the face detector: pip install --no-deps facenet-pytorch requests")
-        return cam
+        raise Pan360Error("--framing needs the face detector: pip install requests tqdm && "
+                          "pip install --no-deps facenet-pytorch")
     return frame_faces(info, cam, detector, stabilization=stab, notify=say)[0]
 
 
@@ -278,7 +274,7 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
            saliency: str = "auto", weights: str | Path | None = None, cuts: bool = False,
            max_speed: float | None = None, overwrite: bool = False, device: str = "auto", yaw_offset: float = 0.0,
            foa_format: str = "auto", projection: str = "auto", stereo: str = "auto", stabilize: str = "auto",
-           follow: list[str] | None = None, framing: str = "auto", zoom: bool = False,
+           follow: list[str] | None = None, framing: bool = False, zoom: bool = False,
            progress: StageProgress | None = None, notify: Notify | None = None) -> RenderResult:
     """Render the NFoV video of a 360° equirect ``input`` whose camera follows the sound.
 
@@ -311,8 +307,8 @@ def render(input: str | Path, output: str | Path, *, size: str | tuple[int, int]
         frame) instead of the sound, from that time to the next entry's (:mod:`pan360.sources.follow`).
     zoom : narrow the FOV on one steady source, widen it for a spread scene or a fast pan
         (:func:`pan360.trajectory.zoom_path`; off by default, see bench/README.md).
-    framing : "auto" (on when ``facenet-pytorch`` is installed), "on" or "off": tilt the camera so a face
-        near the view is in frame with headroom, the source kept in view (:mod:`pan360.framing`).
+    framing : tilt the camera so a face near the view is in frame with headroom, the source kept in view
+        (:mod:`pan360.framing`; needs ``facenet-pytorch``).
     notify : called with each message for the user (also collected in the result's ``notes``).
     """
     check_options(size=size, fov=fov, max_speed=max_speed, yaw_offset=yaw_offset, crf=crf, preset=preset)

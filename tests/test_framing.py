@@ -49,7 +49,7 @@ def test_real_clip_keeps_the_head_in_frame(shared_media):
     detector = face_detector()
     if detector is None:
         pytest.skip("facenet-pytorch not installed")
-    a = pipeline.analyse(clip, saliency="foa", framing="off")
+    a = pipeline.analyse(clip, saliency="foa", framing=False)
     framed, summary = frame_faces(a.info, a.path, detector)
     assert summary["moved"] >= summary["looked"] // 2 and 5.0 < summary["max_offset"] < 20.0
     assert np.all(framed.yaw == a.path.yaw)  # only the pitch moves

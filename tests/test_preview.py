@@ -124,7 +124,7 @@ def test_preview_follow_a_clicked_subject(browser, tmp_path):
     clip = tmp_path / "two.mp4"
     _, yaw, pitch = write_lookalikes(clip, start_yaw=-80.0, width=512, height=256)
     saved = tmp_path / "follow.json"
-    session = pv.open_session(clip, path=saved, saliency="foa", size="320x180", framing="off")
+    session = pv.open_session(clip, path=saved, saliency="foa", size="320x180", framing=False)
     server = pv.make_server(session, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

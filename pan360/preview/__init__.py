@@ -190,7 +190,7 @@ def _check_keyframes(raw: Any) -> list[dict]:
 
 def open_session(input: str | Path, *, path: str | Path | None = None, saliency: str = "auto",
                  weights: Any = None, fov: float | None = None, size: str | tuple[int, int] | None = None,
-                 stabilize: str = "auto", device: str = "auto", framing: str = "auto", progress=None,
+                 stabilize: str = "auto", device: str = "auto", framing: bool = False, progress=None,
                  notify=None) -> PreviewSession:
     """Analyse ``input`` and open a session. ``path``: the trajectory file Save writes (default
     ``<input stem>_path.json`` in the current folder); when it exists, its keyframes (or, for a plain
