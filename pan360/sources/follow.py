@@ -7,8 +7,9 @@ velocity), and finds the subject's template there by normalised cross-correlatio
 ``matchTemplate``), weighted towards the prediction so a look-alike elsewhere in the view does not
 take over. The template adapts slowly while the match is good. When the best match drops below
 :data:`LOST_BELOW` the subject is lost: the search widens, also around the loudest sound direction,
-until a match above :data:`FOUND_ABOVE` re-finds it. Tracking runs forward from the pointed frame and,
-over frames kept small in memory, backward to the start.
+until a match above :data:`FOUND_ABOVE` re-finds it. Tracking runs forward from the pointed frame and
+backward over up to :data:`BACK_SECONDS` before it (those frames are kept, grey at :data:`TRACK_WIDTH`);
+earlier frames count as lost (the sound leads there).
 
 The maps: a vMF blob at the subject's direction, at the clip's loudest sound level, plus the sound maps
 at :data:`SOUND_SHARE` (so sound breaks ties between near views and carries the camera while the subject
@@ -17,6 +18,7 @@ is lost).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -42,8 +44,10 @@ PRIOR_DEG = 12.0
 OCCLUSION_FRAMES = 20
 #: Share of the sound maps kept under the subject's blob.
 SOUND_SHARE = 0.15
-#: Width of the (grey, equirect) frames the tracker works on.
-TRACK_WIDTH = 1536
+#: Width of the (grey, equirect) frames the tracker works on (~2.8 px a degree, about the search view's).
+TRACK_WIDTH = 1024
+#: Seconds tracked backward from a --follow time (the frames are kept for it: ~0.5 MB each at 1024 wide).
+BACK_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -181,14 +185,16 @@ def track_subject(info, time: float, yaw: float, pitch: float, *, sound_peak=Non
             if progress is not None:
                 progress(i + 1, n)
 
-    before: list[NDArray[np.uint8]] = []  # frames before the pointed one, for the backward run
+    # the frames just before the pointed one, for the backward run (bounded: BACK_SECONDS of them)
+    keep = max(1, int(round(BACK_SECONDS * float(info.fps))))
+    before: deque[tuple[int, NDArray[np.uint8]]] = deque(maxlen=keep)
     matcher = _Matcher(w, h)
     rows: dict[int, tuple[float, float, float, bool]] = {}
     frames = grey_frames()
     g_start = None
     for i, g in frames:
         if i < start:
-            before.append(g)
+            before.append((i, g))
             continue
         g_start = g
         matcher.start(g, yaw, pitch)
@@ -200,13 +206,14 @@ def track_subject(info, time: float, yaw: float, pitch: float, *, sound_peak=Non
     if before and g_start is not None:  # the template from the pointed frame, tracked back to frame 0
         back = _Matcher(w, h)
         back.start(g_start, yaw, pitch)
-        backward = _track_run(((k, before[k]) for k in range(start - 1, -1, -1)), back, yaw, pitch, peaks)
-        for k, row in zip(range(start - 1, -1, -1), backward):
+        backward = _track_run(reversed(before), back, yaw, pitch, peaks)
+        for (k, _), row in zip(reversed(before), backward):
             rows[k] = row
     if not rows:
         raise Pan360Error(f"--follow at {time:g} s: the video has no frame there")
-    last = rows[max(rows)]
-    arr = np.array([rows.get(k, last) for k in range(n)], dtype=object)
+    first, last = rows[min(rows)], rows[max(rows)]
+    early = (first[0], first[1], 0.0, True)  # before the backward window: not tracked
+    arr = np.array([rows.get(k, early if k < min(rows) else last) for k in range(n)], dtype=object)
     return Track(arr[:, 0].astype(np.float64), arr[:, 1].astype(np.float64), arr[:, 2].astype(np.float64),
                  arr[:, 3].astype(bool))
 
