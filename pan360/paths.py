@@ -15,8 +15,8 @@ may be omitted, and so may ``time`` when ``index`` is given (``time = index / fp
 
 ``interp`` (top level, and per frame to override it) says how the camera gets to a keyframe from the
 one before: ``"ease"`` (ease in and out: it slows to a stop at each keyframe, so its speed never
-jumps; the default for keyframes), ``"linear"`` (constant angular speed; what pan360 writes for its
-per-frame paths) or ``"cut"`` (hold the previous keyframe, then cut at this one's time).
+jumps; the default for sparse keyframes), ``"linear"`` (constant angular speed; what pan360 writes
+for its per-frame paths, and the default for a file with an entry per frame) or ``"cut"`` (hold the previous keyframe, then cut at this one's time).
 
 ``frame`` says which frame the angles are in (:data:`FRAMES`, see :mod:`pan360.stabilize`):
 ``"camera"`` (the picture's own axes; the default when absent), ``"level"`` (the camera's roll and
@@ -170,6 +170,22 @@ def _number(obj: dict[str, Any], key: str, where: str, default: float | None = N
     return float(v)
 
 
+def _per_frame(frames: Any, fps: float) -> bool:
+    """Whether a file's entries come about one per frame (median spacing within 1.5 frame intervals)."""
+    if not isinstance(frames, list) or len(frames) < 3:
+        return False
+    times = []
+    for fr in frames:
+        if not isinstance(fr, dict):
+            return False
+        t = fr.get("time", fr.get("index", 0) / fps if isinstance(fr.get("index"), (int, float)) else None)
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
+            return False
+        times.append(float(t))
+    gaps = np.diff(times)
+    return bool(len(gaps) and np.median(gaps) <= 1.5 / fps)
+
+
 def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     """Parse a JSON version 1 document (see module docstring); ``source`` names it in errors."""
     if not isinstance(doc, dict):
@@ -194,7 +210,9 @@ def path_from_dict(doc: Any, source: str = "trajectory") -> CameraPath:
     frame = doc.get("frame", "camera")
     if frame not in FRAMES:
         raise Pan360Error(f"{source}: 'frame' must be one of {', '.join(FRAMES)}, got {frame!r}")
-    default_interp = doc.get("interp", "ease")
+    # Without "interp": sparse keyframes ease; a file with an entry per frame (as pan360 wrote them before
+    # it said so) is linear, so resampling it at other frame times does not stop at every entry.
+    default_interp = doc.get("interp", "linear" if _per_frame(frames, fps) else "ease")
     if default_interp not in INTERPS:
         raise Pan360Error(f"{source}: 'interp' must be one of {', '.join(INTERPS)}, got {default_interp!r}")
     interp: list[str] = []

@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 from . import sphere
 from .errors import Pan360Error
 from pan360.progress import Progress
-from .geometry import DEFAULT_FOV, check_fov, rotation_matrix, v_fov_for
+from .geometry import DEFAULT_FOV, H_FOV_RANGE, check_fov, rotation_matrix, v_fov_for
 from .paths import CameraPath
 
 
@@ -217,14 +217,19 @@ def _clamp_speed(vec: np.ndarray, times: np.ndarray, max_speed: float) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------- plan
+#: Seconds on each side of a keyframe's DP step that hold its view (about the path smoothing's reach).
+ANCHOR_HOLD = 0.3
+
+
 def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = None, *,
          anchors: ArrayLike | None = None, progress: Progress | None = None) -> TrajectoryPlan:
     """Plan the camera for saliency ``maps`` (T, H, W) at frame ``times`` (T,); see the module doc.
 
     ``options`` default to :class:`TrajectoryOptions` (change fields with ``dataclasses.replace``).
     ``anchors`` (K, 3) rows ``(frame index, yaw, pitch)``: directions the plan must pass through (a
-    user's keyframes): the DP step of each is given only the candidate nearest it, as far as the speed
-    bound allows; :func:`plan_camera_path` then meets them exactly. Non-finite or negative map values
+    user's keyframes): the DP steps within :data:`ANCHOR_HOLD` of each keep only the candidate nearest
+    it (the plan reaches it within the speed bound when it can start early enough); then
+    :func:`plan_camera_path` meets them exactly. Non-finite or negative map values
     count as 0. ``progress(done, total)`` is called as the work advances.
     """
     opts = options or TrajectoryOptions()
@@ -343,11 +348,16 @@ def plan(maps: ArrayLike, times: ArrayLike, options: TrajectoryOptions | None = 
 
     # Anchored steps: every candidate but the one nearest the anchor loses far more than a clip could
     # earn, so the best path goes through it whenever the speed bound lets it.
+    # The anchor is held over the smoothing's reach (±ANCHOR_HOLD s) so the smoothed path meets it
+    # closely and what is left to ease in is small.
     forced: dict[int, int] = {}
     if anchors is not None:
+        hold = int(round(ANCHOR_HOLD / dt))
         for f, a_yaw, a_pitch in np.asarray(anchors, dtype=np.float64).reshape(-1, 3):
             k = int(step_of[int(np.clip(f, 0, n_frames - 1))])
-            forced[k] = int(np.argmax(cvec @ sphere.dir_to_vec(a_yaw, a_pitch)))
+            c = int(np.argmax(cvec @ sphere.dir_to_vec(a_yaw, a_pitch)))
+            for kk in range(max(0, k - hold), min(n_steps, k + hold + 1)):
+                forced.setdefault(kk, c) if kk != k else forced.__setitem__(kk, c)
     penalty = 1e3 * max(1.0, n_steps * dt)
 
     def score(k: int) -> np.ndarray:
@@ -463,29 +473,42 @@ def plan_camera_path(maps: ArrayLike, times: ArrayLike, width: int, height: int,
         return CameraPath(t, p.yaw, p.pitch, 0.0 * ones, opts.h_fov * ones, opts.resolved_v_fov() * ones,
                           width, height, fps)
     m = np.asarray(maps)
-    frames = np.clip(np.searchsorted(t, keyframes.times), 0, len(t) - 1)
-    prev = np.clip(frames - 1, 0, len(t) - 1)
-    frames = np.where(np.abs(t[prev] - keyframes.times) < np.abs(t[frames] - keyframes.times), prev, frames)
+    fov = resample_path(keyframes, t)  # the keyframes' own interpolation: FOV, roll, and the ends
+    kt = keyframes.times
+    tol = 0.5 * (float(np.median(np.diff(t))) if len(t) > 1 else 1.0)
+    # keyframes on the clip's frames (the last one wins a frame); beyond either end, the keyframes'
+    # interpolated view at that end stands in for them
+    by_frame: dict[int, tuple[float, float, str]] = {}
     how = keyframes.interp or ("linear",) * len(keyframes)
-    starts = sorted({0, *(int(f) for f, k in zip(frames, how) if k == "cut")})
+    for j in range(len(keyframes)):
+        if kt[j] < t[0] - tol or kt[j] > t[-1] + tol:
+            continue
+        f = int(np.argmin(np.abs(t - kt[j])))
+        by_frame[f] = (float(keyframes.yaw[j]), float(keyframes.pitch[j]), how[j])
+    for f, outside in ((0, kt[0] < t[0] - tol), (len(t) - 1, kt[-1] > t[-1] + tol)):
+        if outside and f not in by_frame:
+            by_frame[f] = (float(fov.yaw[f]), float(fov.pitch[f]), "linear")
+    frames = np.array(sorted(by_frame), dtype=np.int64)
+    k_yaw = np.array([by_frame[f][0] for f in frames])
+    k_pitch = np.array([by_frame[f][1] for f in frames])
+    starts = sorted({0, *(int(f) for f in frames if by_frame[int(f)][2] == "cut")})
+    bounds = list(starts)
     yaw, pitch = np.empty(len(t)), np.empty(len(t))
     for a, b in zip(starts, starts[1:] + [len(t)]):
         inside = (frames >= a) & (frames < b)
-        anchors = np.stack([frames[inside] - a, keyframes.yaw[inside], keyframes.pitch[inside]], axis=1)
+        anchors = np.stack([frames[inside] - a, k_yaw[inside], k_pitch[inside]], axis=1)
         seg_opts = opts
-        if inside.any():  # the segment starts from its first keyframe's view
-            first = int(np.flatnonzero(inside)[0])
-            seg_opts = replace(opts, initial_yaw=float(keyframes.yaw[first]), initial_pitch=float(keyframes.pitch[first]))
+        if inside.any() and frames[inside][0] == a:  # a segment opened by a keyframe starts from its view
+            seg_opts = replace(opts, initial_yaw=float(k_yaw[inside][0]), initial_pitch=float(k_pitch[inside][0]))
         if b - a == 1:
-            yaw[a:b], pitch[a:b] = (keyframes.yaw[inside][:1], keyframes.pitch[inside][:1]) if inside.any() \
+            yaw[a:b], pitch[a:b] = (k_yaw[inside][:1], k_pitch[inside][:1]) if inside.any() \
                 else (np.array([seg_opts.initial_yaw]), np.array([seg_opts.initial_pitch]))
             continue
         p = plan(m[a:b], t[a:b], seg_opts, anchors=anchors)
         yaw[a:b], pitch[a:b] = p.yaw, p.pitch
-    vec = _meet_keyframes(sphere.dir_to_vec(yaw, pitch), t, frames, sphere.dir_to_vec(keyframes.yaw, keyframes.pitch),
-                          starts)
+        bounds += [a + int(c) for c in p.cuts]  # the planner's own cuts: nothing is eased across them
+    vec = _meet_keyframes(sphere.dir_to_vec(yaw, pitch), t, frames, sphere.dir_to_vec(k_yaw, k_pitch), bounds)
     yaw, pitch = sphere.vec_to_dir(vec)
-    fov = resample_path(keyframes, t)
     v_fov = v_fov_for(fov.h_fov, width, height)
     return CameraPath(t, yaw, pitch, fov.roll, fov.h_fov, v_fov, width, height, fps, keyframes.frame)
 
@@ -505,9 +528,13 @@ def _meet_keyframes(vec: np.ndarray, t: np.ndarray, frames: np.ndarray, targets:
         axis = np.cross(d, g)
         s, c = np.linalg.norm(axis), float(np.dot(d, g))
         if s < 1e-12:
-            continue
-        angle = math.atan2(s, c)
-        axis /= s
+            out[f] = g
+            if c > 0:
+                continue  # already there
+            axis = np.cross(d, [0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.cross(d, [1.0, 0.0, 0.0])
+            s = np.linalg.norm(axis)  # opposite: turn about a level axis across the top
+        angle = math.atan2(s, c) if s > 1e-12 else math.pi
+        axis /= np.linalg.norm(axis)
         lo_t, hi_t = t[f] - window, t[f] + window
         if n > 0:
             lo_t = max(lo_t, 0.5 * (t[fs[n - 1]] + t[f]))
@@ -554,7 +581,7 @@ def zoom_path(path: CameraPath, maps: ArrayLike, *, zoom_in: float = 0.75, zoom_
     factor = np.where((speed > 40.0) | (conc < 0.25), zoom_out, np.where((conc > 0.6) & (speed < 10.0), zoom_in, 1.0))
     dt = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
     factor = gaussian_filter1d(factor, smooth / dt, mode="nearest") if len(t) > 2 else factor
-    h = np.clip(path.h_fov * factor, 20.0, 150.0)
+    h = np.clip(path.h_fov * factor, *H_FOV_RANGE)
     out = h.copy()
     for i in range(1, len(h)):  # bounded zoom speed
         lim = max_rate * (t[i] - t[i - 1])

@@ -149,3 +149,46 @@ def test_preview_follow_a_clicked_subject(browser, tmp_path):
     assert abs(f["time"] - 1.0) < 1e-6 and abs(f["yaw"] - yaw[FPS]) < 2.0 and abs(f["pitch"] - 18.0) < 2.0
     path = pipeline.given_path(saved, session.info)
     assert in_view(path, yaw, pitch).mean() >= 0.95  # the clicked drum, not the sounding one
+
+
+def test_preview_server_refuses_bad_requests_and_keeps_its_state(tmp_path):
+    import http.client
+
+    clip = write_drum_clip(tmp_path / "clip.mp4", width=256, height=128, duration=1.0, sounding_until=1.0)
+    saved = tmp_path / "p.json"
+    session = pv.open_session(clip, path=saved, saliency="foa", size="160x90")
+    server = pv.make_server(session, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    def post(body: bytes, headers: dict) -> int:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("POST", "/api/save", body=body, headers=headers)
+        status = c.getresponse().status
+        c.close()
+        return status
+
+    js = {"Content-Type": "application/json"}
+    try:
+        before = session.analysis.path
+        assert post(b'{"keyframes": []}', {**js, "Host": "evil.example"}) == 403  # DNS rebinding
+        assert post(b'{"keyframes": []}', {"Content-Type": "text/plain"}) == 403  # a cross-site form
+        assert post(b"[1, 2]", js) == 400
+        bad = json.dumps({"keyframes": [{"time": 0.5, "yaw": 0, "pitch": 0, "h_fov": 500}],
+                          "follow": [{"time": 0.2, "yaw": 60, "pitch": 0}]}).encode()
+        assert post(bad, js) == 400
+        assert session.analysis.path is before and session.follow == [] and not saved.exists()
+        late = json.dumps({"keyframes": [{"time": 50, "yaw": 0, "pitch": 0}]}).encode()
+        assert post(late, js) == 400
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/static/../__init__.py")
+        assert c.getresponse().status == 404
+        c.close()
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/video", headers={"Range": "bytes=0-9"})
+        r = c.getresponse()
+        assert r.status == 206 and len(r.read()) == 10
+        c.close()
+    finally:
+        server.shutdown()
+        server.server_close()

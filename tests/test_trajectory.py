@@ -10,7 +10,7 @@ import pytest
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.metrics import angular_speed, in_view, scored_frames, trajectory_report
-from pan360.paths import CameraPath
+from pan360.paths import CameraPath, resample_path
 from pan360.trajectory import TrajectoryOptions, plan, plan_camera_path
 
 W, H, FPS = 128, 64, 30.0
@@ -237,6 +237,8 @@ def test_keyframes_are_kept_and_the_plan_fills_between() -> None:
     speed = angular_speed(p)
     assert abs(speed[f3] - speed[f3 - 1]) < 15.0  # continuous through the eased keyframe
     assert speed[f6 - 1] > 90.0  # the cut: one big step between two frames
+    others = np.delete(speed, f6 - 1)
+    assert others.max() <= 1.05 * 110.0, others.max()  # the speed bound holds around the keyframes too
     back = sphere.angular_distance(p.yaw[f6 - 2 * fps:f6 - 5], p.pitch[f6 - 2 * fps:f6 - 5], 60.0, 0.0)
     assert back.min() < 10.0  # between the keyframes the plan goes back to the source
     after = np.arange(f6 + fps, len(t))
@@ -259,3 +261,16 @@ def test_zoom_narrows_on_a_steady_source_and_widens_for_a_pan() -> None:
     rate = np.abs(np.diff(z.h_fov)) * FPS
     assert rate.max() <= 20.0 + 1e-6  # bounded zoom speed
     assert np.allclose(z.v_fov, np.degrees(2 * np.arctan(np.tan(np.radians(z.h_fov) / 2) * 720 / 1280)))
+
+
+def test_keyframes_beyond_the_clip_and_on_one_frame() -> None:
+    fps = int(FPS)
+    t = np.arange(8 * fps) / FPS
+    maps = blob_maps(np.full(len(t), 60.0), np.zeros(len(t)))
+    kf = CameraPath([-5.0, 3.0, 3.01, 12.0], [100.0, -60.0, -50.0, 90.0], [0.0] * 4, [0.0] * 4, [90.0] * 4,
+                    [58.7] * 4, 1280, 720, FPS, interp=("ease",) * 4)
+    p = plan_camera_path(maps, t, 1280, 720, FPS, keyframes=kf)
+    ends = resample_path(kf, t[[0, -1]])
+    assert np.allclose(p.yaw[[0, -1]], ends.yaw, atol=1e-6)  # the ends take the keyframes' interpolation
+    assert abs(p.yaw[3 * fps] + 50.0) < 1e-6  # two keyframes on one frame: the later one
+    assert angular_speed(p).max() <= 1.05 * 110.0

@@ -29,12 +29,15 @@ from typing import Any
 import numpy as np
 
 from pan360.errors import Pan360Error
+from pan360.geometry import H_FOV_RANGE
 from pan360.paths import INTERPS, CameraPath, load_path, path_to_dict, read_json, resample_path
 
 STATIC = Path(__file__).with_name("static")
 #: Map grid sent to the page (height, width) and the most maps sent (longer clips: every n-th frame).
 PAGE_MAP = (32, 64)
 MAX_PAGE_MAPS = 3000
+#: Largest save request accepted (bytes).
+MAX_REQUEST = 16_000_000
 _VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/mp4", ".webm": "video/webm",
                 ".mkv": "video/webm", ".ogv": "video/ogg"}
 
@@ -72,7 +75,7 @@ class PreviewSession:
         if stab.active:  # per frame, camera -> frame (row-major 3x3), for composing views like the renderer
             doc["camera"] = base64.b64encode(stab.rotations.astype("<f8").tobytes()).decode()
         if a.maps is not None and len(a.maps):
-            doc["maps"] = _page_maps(a.maps, info.frame_times)
+            doc["maps"] = _page_maps(a.maps, info.frame_times, stab.rotations)
         return doc
 
     def save(self, request: dict) -> dict:
@@ -81,29 +84,32 @@ class PreviewSession:
         from pan360.sources.follow import follow_saliency
         from pan360.trajectory import plan_camera_path
 
-        kfs = _check_keyframes(request.get("keyframes"))
+        if not isinstance(request, dict):
+            raise Pan360Error("the request must be a JSON object")
+        kfs = _check_keyframes(request.get("keyframes"), self.info.duration)
         follow = _check_follow(request.get("follow", []))
-        fill = bool(request.get("fill", True))
+        fill = request.get("fill", True) is not False
         info, a = self.info, self.analysis
         notes: list[str] = []
         with self.lock:
             w, h = self.size
+            maps = a.maps
             if self.sound_maps is not None and follow != self.follow:
-                a.maps = (follow_saliency(info, self.sound_maps, [(f["time"], f["yaw"], f["pitch"]) for f in follow],
-                                          a.stabilization, notes.append) if follow else self.sound_maps)
+                maps = (follow_saliency(info, self.sound_maps, [(f["time"], f["yaw"], f["pitch"]) for f in follow],
+                                        a.stabilization, notes.append) if follow else self.sound_maps)
             if kfs:
                 keys = CameraPath([k["time"] for k in kfs], [k["yaw"] for k in kfs], [k["pitch"] for k in kfs],
                                   [k.get("roll", 0.0) for k in kfs], [k["h_fov"] for k in kfs],
                                   [_v_fov(k["h_fov"], w, h) for k in kfs], w, h, float(info.fps), a.path.frame,
                                   tuple(k["interp"] for k in kfs))
-                if fill and a.maps is not None:
-                    path = plan_camera_path(a.maps, info.frame_times, w, h, float(info.fps), self.options, keyframes=keys)
+                if fill and maps is not None:
+                    path = plan_camera_path(maps, info.frame_times, w, h, float(info.fps), self.options, keyframes=keys)
                 else:
                     path = replace(resample_path(keys, info.frame_times), fps=float(info.fps))
             elif not follow and self.auto_path is not None:  # back to the analysis' own plan
                 path = self.auto_path
-            elif a.maps is not None:  # following, no keyframes: the automatic plan of the subject
-                path = replace(plan_camera_path(a.maps, info.frame_times, w, h, float(info.fps), self.options),
+            elif maps is not None:  # following, no keyframes: the automatic plan of the subject
+                path = replace(plan_camera_path(maps, info.frame_times, w, h, float(info.fps), self.options),
                                frame=a.path.frame)
             else:
                 path = a.path
@@ -114,8 +120,9 @@ class PreviewSession:
             with atomic_output(self.save_to, overwrite=True, inputs=(info.path,)) as tmp:
                 text = json.dumps(doc, separators=(",", ":")).replace('},{"index"', '},\n{"index"')
                 Path(tmp).write_text(text + "\n", encoding="utf-8")
+            # only now, with the file written, does the session take the new state
             self.keyframes, self.follow = kfs, follow
-            self.analysis.path = path
+            a.maps, a.path = maps, path
         return {"path": _path_lists(path), "saved": str(self.save_to), "keyframes": kfs, "follow": follow,
                 "notes": notes}
 
@@ -131,10 +138,12 @@ def _path_lists(path: CameraPath) -> dict:
         "width": path.width, "height": path.height}
 
 
-def _page_maps(maps: np.ndarray, times: np.ndarray) -> dict:
-    """The maps at the page's grid, scaled to 0..255 by one clip-wide scale (as the heatmap video)."""
+def _page_maps(maps: np.ndarray, times: np.ndarray, rotations: np.ndarray | None = None) -> dict:
+    """The maps at the page's grid, scaled to 0..255 by one clip-wide scale (as the heatmap video), in the
+    camera picture's axes (maps in a level or world frame are turned back: ``rotations`` camera -> frame)."""
     import cv2
 
+    from pan360.stabilize import rotate_maps
     from pan360.visualize import map_scale
 
     step = max(1, -(-len(maps) // MAX_PAGE_MAPS))
@@ -143,7 +152,10 @@ def _page_maps(maps: np.ndarray, times: np.ndarray) -> dict:
     h, w = PAGE_MAP
     out = np.empty((len(idx), h, w), np.uint8)
     for n, i in enumerate(idx):
-        m = cv2.resize(np.asarray(maps[i], np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        m = np.asarray(maps[i], np.float32)
+        if rotations is not None:  # frame -> camera picture
+            m = rotate_maps(m[None], rotations[i].T[None])[0]
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA)
         out[n] = np.clip(255.0 * m / scale if scale > 0 else 0.0, 0, 255).astype(np.uint8)
     return {"width": w, "height": h, "times": times[idx].tolist(), "data": base64.b64encode(out.tobytes()).decode()}
 
@@ -163,7 +175,7 @@ def _check_follow(raw: Any) -> list[dict]:
     return sorted(out, key=lambda e: e["time"])
 
 
-def _check_keyframes(raw: Any) -> list[dict]:
+def _check_keyframes(raw: Any, duration: float | None = None) -> list[dict]:
     if not isinstance(raw, list):
         raise Pan360Error("keyframes must be a list")
     out = []
@@ -179,6 +191,11 @@ def _check_keyframes(raw: Any) -> list[dict]:
             raise Pan360Error(f"keyframe {i}: values must be finite")
         if kf["interp"] not in INTERPS:
             raise Pan360Error(f"keyframe {i}: interp must be one of {', '.join(INTERPS)}")
+        lo, hi = H_FOV_RANGE
+        if not lo <= kf["h_fov"] <= hi:
+            raise Pan360Error(f"keyframe {i}: h_fov must be within [{lo:g}, {hi:g}], got {kf['h_fov']:g}")
+        if duration is not None and not 0.0 <= kf["time"] <= duration:
+            raise Pan360Error(f"keyframe {i}: time {kf['time']:g} s is outside the clip (0 to {duration:g} s)")
         kf["pitch"] = float(np.clip(kf["pitch"], -90.0, 90.0))
         out.append(kf)
     out.sort(key=lambda k: k["time"])
@@ -212,7 +229,13 @@ def open_session(input: str | Path, *, path: str | Path | None = None, saliency:
         if given.frame != a.path.frame:
             raise Pan360Error(f"{save_to.name} is in the {given.frame} frame, the analysis in the {a.path.frame} "
                               f"frame: give --stabilize {'off' if given.frame == 'camera' else given.frame}")
-        session.keyframes = _check_keyframes(doc.get("keyframes", []))
+        if "keyframes" in doc:
+            session.keyframes = _check_keyframes(doc["keyframes"])
+        elif len(given) < 0.5 * a.info.n_frames:  # a sparse (hand-written) keyframe file: edit its keyframes
+            session.keyframes = _check_keyframes([
+                {"time": float(given.times[i]), "yaw": float(given.yaw[i]), "pitch": float(given.pitch[i]),
+                 "h_fov": float(given.h_fov[i]), "interp": (given.interp or ("linear",) * len(given))[i]}
+                for i in range(len(given)) if 0.0 <= given.times[i] <= a.info.duration])
         session.follow = _check_follow(doc.get("follow", []))
         if session.follow and a.maps is not None:
             from pan360.sources.follow import follow_saliency
@@ -250,6 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         route = self.path.split("?", 1)[0]
+        if not self._local():
+            self._send(403, b"forbidden", "text/plain")
+            return
         try:
             if route in ("/", "/index.html"):
                 self._static("index.html")
@@ -264,16 +290,32 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _local(self) -> bool:
+        """Only this server's own address may talk to it (no DNS rebinding, no cross-site form posts)."""
+        port = self.server.server_address[1]
+        return self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}")
+
     def do_POST(self) -> None:
         if self.path != "/api/save":
             self._send(404, b"not found", "text/plain")
             return
+        if not self._local() or not self.headers.get("Content-Type", "").startswith("application/json"):
+            self._send(403, b"forbidden", "text/plain")
+            return
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-            request = json.loads(self.rfile.read(n) or b"{}")
+            n = int(self.headers.get("Content-Length", "-1"))
+        except ValueError:
+            n = -1
+        if not 0 < n <= MAX_REQUEST:
+            self._json({"error": f"a save request is 1 byte to {MAX_REQUEST // 1_000_000} MB"}, 413 if n > 0 else 400)
+            return
+        try:
+            request = json.loads(self.rfile.read(n))
             self._json(self.session.save(request))
         except (Pan360Error, ValueError) as exc:
             self._json({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - the page shows it; the server keeps serving
+            self._json({"error": f"{type(exc).__name__}: {exc}"}, 500)
 
     def _static(self, name: str) -> None:
         f = (STATIC / name).resolve()

@@ -248,7 +248,8 @@ async function save() {
   status("re-planning…");
   const res = await fetch("/api/save", { method: "POST", headers: { "Content-Type": "application/json" },
                                          body: JSON.stringify({ keyframes: keys, follow, fill: $("fill").checked }) });
-  const doc = await res.json();
+  let doc;
+  try { doc = await res.json(); } catch (e) { status(`save failed (${res.status})`, true); return; }
   if (!res.ok) { status(doc.error || "save failed", true); return; }
   path = doc.path;
   keys = doc.keyframes;
