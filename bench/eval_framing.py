@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from pan360 import geometry, pipeline, sphere
-from pan360.framing import _detection_view, face_detector
+from pan360.framing import detection_view, face_detector
 from pan360.media import iter_frames
 from pan360.metrics import load_annotated_points, points_in_view
 from pan360.reproject import Renderer
@@ -40,9 +39,7 @@ def faces_in_frame(info, path, points, detector, rate: float = 2.0) -> tuple[int
         if i % step or i >= len(path):
             continue
         view = path.view(i)
-        big = _detection_view(view)
-        w = 640
-        h = max(2, int(round(w * math.tan(math.radians(big.v_fov) / 2) / math.tan(math.radians(big.h_fov) / 2) / 2)) * 2)
+        big, (w, h) = detection_view(view)
         if renderer is None or renderer.out_size != (w, h):
             renderer = Renderer(info.eye_width, info.eye_height, w, h, device="cpu")
         k = int(np.argmin(np.abs(points[:, 0] - t)))

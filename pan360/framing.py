@@ -60,11 +60,15 @@ def face_detector(device: str = "cpu") -> Detector | None:
     return detect
 
 
-def _detection_view(view: View) -> View:
+def detection_view(view: View) -> tuple[View, tuple[int, int]]:
+    """The view faces are looked for in around ``view`` (:data:`WIDEN` its FOV, same aspect) and its size
+    in pixels (:data:`DETECT_WIDTH` wide)."""
     h = min(150.0, view.h_fov * WIDEN)
     v = math.degrees(2 * math.atan(math.tan(math.radians(view.v_fov) / 2) * math.tan(math.radians(h) / 2)
                                    / math.tan(math.radians(view.h_fov) / 2)))
-    return replace(view, h_fov=h, v_fov=min(v, 150.0))
+    big = replace(view, h_fov=h, v_fov=min(v, 150.0))
+    rows = DETECT_WIDTH * math.tan(math.radians(big.v_fov) / 2) / math.tan(math.radians(big.h_fov) / 2)
+    return big, (DETECT_WIDTH, max(2, int(round(rows / 2)) * 2))
 
 
 def _offset_for(faces, big: View, size: tuple[int, int], view: View) -> float:
@@ -105,22 +109,16 @@ def frame_faces(info: Any, path: CameraPath, detector: Detector, *, stabilizatio
     t = np.asarray(info.frame_times)
     step = max(1, int(round(float(info.fps) / RATE)))
     picks = set(range(0, n, step))
-    aspect = path.height / path.width
-    size = (DETECT_WIDTH, max(2, int(round(DETECT_WIDTH * aspect / 2)) * 2))
-    renderer = Renderer(info.eye_width, info.eye_height, *size, device="cpu",
-                        **({} if info.layout == "equirect" else {"projection": info.layout}))
+    renderer = None  # one per detection-view size (the path's FOV may change)
     idx, offs, near = [], [], 0
     for i, (_, rgb) in enumerate(iter_frames(info, fmt="rgb24")):
         if i not in picks or i >= n:
             continue
         view = path.view(i)
-        big = _detection_view(view)
+        big, big_size = detection_view(view)
         shown = stabilization.camera_view(i, big) if stabilization is not None and stabilization.active else big
-        big_size = (size[0], max(2, int(round(size[0] * math.tan(math.radians(big.v_fov) / 2)
-                                              / math.tan(math.radians(big.h_fov) / 2) / 2)) * 2))
-        if big_size != renderer.out_size:
-            renderer = Renderer(info.eye_width, info.eye_height, *big_size, device="cpu",
-                                **({} if info.layout == "equirect" else {"projection": info.layout}))
+        if renderer is None or big_size != renderer.out_size:
+            renderer = Renderer(info.eye_width, info.eye_height, *big_size, device="cpu", projection=info.layout)
         faces = detector(renderer.render_rgb(rgb, shown))
         off = _offset_for(faces, big, big_size, view)
         near += bool(faces)

@@ -179,7 +179,7 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
         try:
             stab, _ = choose_stabilization(info, wanted)
         except Pan360Error as exc:
-            raise Pan360Error(f"--path is in the {keyframes.frame} frame, but {exc.args[0].split(', but ', 1)[-1]}") from None
+            raise Pan360Error(f"--path is in the {keyframes.frame} frame: {exc}") from None
     else:
         stab, note = choose_stabilization(info, stabilize)
         if note:

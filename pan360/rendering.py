@@ -94,7 +94,7 @@ def render_video(
 
     samples, rate = _audio_parts(audio)
     renderer = Renderer(info.eye_width, info.eye_height, int(path.width), int(path.height), device=device, grid=grid,
-                        **({} if info.layout == "equirect" else {"projection": info.layout}))
+                        projection=info.layout)
     idx = path_indices(path.times, info.frame_times)
     views = [path.view(i) for i in idx]
     if stabilization is not None and stabilization.active:

@@ -87,12 +87,6 @@ class Stabilization:
             return RotatedFOA(foa, [0.0], offset[None])
         return RotatedFOA(foa, self.times, self.rotations @ offset)
 
-    def maps(self, maps: NDArray[np.float32], first: int = 0) -> NDArray[np.float32]:
-        """Camera-frame maps (T, H, W) of video frames ``first ..`` resampled into this frame."""
-        if self.rotations is None:
-            return maps
-        return rotate_maps(maps, self.rotations[first:first + len(maps)])
-
 
 def level_rotations(world: ArrayLike) -> FloatArray:
     """Camera → level rotations (T, 3, 3) from camera → world ones: each turned about the vertical so
@@ -108,13 +102,6 @@ def level_rotations(world: ArrayLike) -> FloatArray:
     return turn @ r
 
 
-def quat_to_matrix(q: ArrayLike) -> FloatArray:
-    """Rotation matrices (..., 3, 3) of unit quaternions (w, x, y, z)."""
-    q = M.quat_normalize(q)
-    eye = np.broadcast_to(np.eye(3), q.shape[:-1] + (3, 3))
-    return np.stack([M.quat_rotate(q, eye[..., :, k]) for k in range(3)], axis=-1)
-
-
 def pose_motion(yaw: float, pitch: float, roll: float) -> M.CameraMotion | None:
     """The spherical-video pose as a constant camera orientation (camera → world); None when it is level
     (its yaw is the initial view, which pan360 already starts from: only pitch and roll need undoing)."""
@@ -124,28 +111,27 @@ def pose_motion(yaw: float, pitch: float, roll: float) -> M.CameraMotion | None:
     return M.CameraMotion(np.zeros(1), M.quat_normalize(q)[None], "prhd")
 
 
-def choose_stabilization(info, mode: str = "auto", motion: M.CameraMotion | None | bool = True,
-                         ) -> tuple[Stabilization, str | None]:
-    """The :class:`Stabilization` of ``info`` (a :class:`pan360.media.MediaInfo`) for ``--stabilize mode``,
-    and a note for the user (what was found and chosen) or None.
+def recorded_motion(info) -> tuple[M.CameraMotion | None, str | None]:
+    """The camera's orientation the file records (GPMF or CAMM, else the ``prhd`` pose when it tilts), or
+    None; and why it could not be read (a damaged track), or None."""
+    try:
+        motion = M.read_camera_motion(info)
+    except Pan360Error as exc:
+        return None, str(exc)
+    return motion or pose_motion(info.yaw, info.pitch, info.roll), None
 
-    ``motion``: the camera's orientation if already read, None for none, True to read it from the file
-    (GPMF or CAMM, else the ``prhd`` pose when it tilts). ``auto`` levels when there is motion
-    metadata; ``level``/``world`` without any is refused.
-    """
+
+def choose_stabilization(info, mode: str = "auto") -> tuple[Stabilization, str | None]:
+    """The :class:`Stabilization` of ``info`` (a :class:`pan360.media.MediaInfo`) for ``--stabilize mode``,
+    and a note for the user (what was found and chosen) or None. ``auto`` levels when the file records
+    the camera's motion (:func:`recorded_motion`); ``level``/``world`` without it are refused."""
     if mode not in MODES:
         raise Pan360Error(f"unknown --stabilize {mode!r}; use one of {', '.join(MODES)}")
     if mode == "off":
         return Stabilization("off"), None
-    damaged = None
-    if motion is True:
-        try:
-            motion = M.read_camera_motion(info)
-        except Pan360Error as exc:
-            if mode != "auto":
-                raise
-            motion, damaged = None, str(exc)
-        motion = motion or pose_motion(info.yaw, info.pitch, info.roll)
+    motion, damaged = recorded_motion(info)
+    if damaged is not None and mode != "auto":
+        raise Pan360Error(damaged)
     if motion is None:
         if mode != "auto":
             raise Pan360Error(f"--stabilize {mode} needs the camera's motion, but {info.path.name} records none "
@@ -153,7 +139,7 @@ def choose_stabilization(info, mode: str = "auto", motion: M.CameraMotion | None
         return Stabilization("off"), (None if damaged is None else f"{damaged}: not stabilised")
     chosen = "level" if mode == "auto" else mode
     times = np.asarray(info.frame_times, dtype=np.float64)
-    world = quat_to_matrix(M.orientation_at(motion, times))
+    world = M.quat_to_matrix(M.orientation_at(motion, times))
     rot = world if chosen == "world" else level_rotations(world)
     what = _SOURCES.get(motion.source, motion.source)
     note = None
@@ -183,10 +169,9 @@ def rotate_maps(maps: NDArray[np.float32], rotations: ArrayLike) -> NDArray[np.f
 
 def describe_motion(info) -> str:
     """One line for ``pan360 info``: the camera motion the file records and what ``auto`` does with it."""
-    try:
-        motion = M.read_camera_motion(info) or pose_motion(info.yaw, info.pitch, info.roll)
-    except Pan360Error as exc:
-        return f"unreadable ({exc}): not stabilised"
+    motion, damaged = recorded_motion(info)
+    if damaged is not None:
+        return f"unreadable ({damaged}): not stabilised"
     if motion is None:
         return "none recorded (the picture's own axes)"
     what = _SOURCES.get(motion.source, motion.source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pan360.synthetic import Scene, SceneObject, write_scene
@@ -37,3 +38,21 @@ def assert_python_ok(code: str) -> None:
 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 pictures, dB (inf when equal)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary of imageio-ffmpeg (v360 is the geometry reference); skips the test without one."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    try:
+        ff = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        pytest.skip("no ffmpeg binary")
+    if not Path(ff).is_file():
+        pytest.skip("no ffmpeg binary")
+    return ff

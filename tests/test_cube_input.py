@@ -14,24 +14,16 @@ import pytest
 from pan360 import pipeline
 from pan360.errors import Pan360Error
 from pan360.media import equirect_picture, iter_frames, probe
-from tests.conftest import write_drum_clip
-from tests.test_render import psnr
+from tests.conftest import ffmpeg_exe, psnr, write_drum_clip
 
 LAYOUTS = ("eac", "c3x2", "c6x1")
 
-
-def _ffmpeg() -> str:
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        pytest.skip("no ffmpeg binary")
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     """The equirect original (768x384, FOA, a drum at yaw 60) and its three cubemap conversions."""
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     d = tmp_path_factory.mktemp("cube")
     out = {"equirect": write_drum_clip(d / "e.mp4", width=768, height=384, duration=1.0, sounding_until=1.0)}
     for layout in LAYOUTS:

@@ -24,12 +24,8 @@ from pan360.paths import CameraPath  # noqa: E402
 from pan360.rendering import render_video  # noqa: E402
 from pan360.reproject import Renderer  # noqa: E402
 from pan360.sources.network import network_maps, plan_analysis  # noqa: E402
-from conftest import write_drum_clip  # noqa: E402
+from conftest import psnr, write_drum_clip  # noqa: E402
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _view(yaw: float, pitch: float, roll: float, h_fov: float, w: int, h: int) -> geo.View:

@@ -8,12 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from pan360.framing import KEEP_CENTRE, _detection_view, _offset_for
+from pan360.framing import KEEP_CENTRE, _offset_for, detection_view
 from pan360.geometry import View
 
 VIEW = View(0.0, -15.0, 0.0, 90.0, 58.7)
-BIG = _detection_view(VIEW)
-SIZE = (640, int(round(640 * math.tan(math.radians(BIG.v_fov) / 2) / math.tan(math.radians(BIG.h_fov) / 2) / 2)) * 2)
+BIG, SIZE = detection_view(VIEW)
 
 
 def box_at(yaw_off: float, top: float, bottom: float) -> tuple[float, float, float, float, float]:

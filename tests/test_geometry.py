@@ -12,6 +12,7 @@ from pan360 import geometry as geo
 from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.geometry import View
+from tests.conftest import ffmpeg_exe
 
 
 def view(yaw=0.0, pitch=0.0, roll=0.0, h_fov=90.0, w=1280, h=720) -> View:
@@ -107,10 +108,6 @@ def test_remap_table_rows_clamped_at_poles():
 
 # -- agreement with ffmpeg v360: sample positions measured with coordinate-ramp images ------------
 
-def _ffmpeg():
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
 
 def _v360_positions(ff, in_w, in_h, opts, ow, oh):
     """Where v360 samples: render 16-bit ramps x*k and y*k; bilinear sampling of a ramp is exact."""
@@ -138,7 +135,7 @@ def _v360_positions(ff, in_w, in_h, opts, ow, oh):
     ],
 )
 def test_sample_positions_match_ffmpeg_v360(in_w, in_h, yaw, pitch, roll, h_fov, rorder):
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     ow, oh = 96, 54
     vf = geo.v_fov_for(h_fov, ow, oh)
     opts = f"yaw={yaw}:pitch={pitch}:roll={roll}:h_fov={h_fov}:v_fov={vf}:rorder={rorder}"

@@ -5,6 +5,7 @@ and ``render --path`` renders what was saved. Skips where no browser is installe
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import threading
@@ -18,8 +19,7 @@ from pan360 import pipeline
 from pan360 import preview as pv
 from pan360.media import iter_frames
 from pan360.reproject import Renderer
-from tests.conftest import write_drum_clip
-from tests.test_render import psnr
+from tests.conftest import psnr, write_drum_clip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
@@ -40,6 +40,18 @@ def browser():
     driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
     yield driver
     driver.quit()
+
+
+@contextlib.contextmanager
+def served(session):
+    """The preview server of ``session`` on a free port, in a thread; yields its URL."""
+    server = pv.make_server(session, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield pv.url_of(server)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_for(driver, script: str, timeout: float = 20.0):
@@ -65,10 +77,8 @@ def test_preview_page_keyframe_save_and_render(browser, tmp_path):
     clip = write_drum_clip(tmp_path / "clip.mp4", width=512, height=256, duration=2.0, sounding_until=2.0)
     saved = tmp_path / "edited.json"
     session = pv.open_session(clip, path=saved, saliency="foa", size="320x180")
-    server = pv.make_server(session, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        browser.get(pv.url_of(server))
+    with served(session) as url:
+        browser.get(url)
         wait_for(browser, "return document.body.dataset.ready && document.body.dataset.rendered")
         # the page's view is the renderer's picture: same angles, same pixels (up to the browser's decoder)
         browser.execute_script("pan360.seek(1.0)")
@@ -92,9 +102,6 @@ def test_preview_page_keyframe_save_and_render(browser, tmp_path):
         browser.find_element(By.ID, "save").click()
         wait_for(browser, "return document.body.dataset.saved")
         assert "saved" in browser.find_element(By.ID, "status").text
-    finally:
-        server.shutdown()
-        server.server_close()
 
     doc = json.loads(saved.read_text())
     (kf,) = doc["keyframes"]
@@ -125,10 +132,8 @@ def test_preview_follow_a_clicked_subject(browser, tmp_path):
     _, yaw, pitch = write_lookalikes(clip, start_yaw=-80.0, width=512, height=256)
     saved = tmp_path / "follow.json"
     session = pv.open_session(clip, path=saved, saliency="foa", size="320x180", framing=False)
-    server = pv.make_server(session, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        browser.get(pv.url_of(server))
+    with served(session) as url:
+        browser.get(url)
         wait_for(browser, "return document.body.dataset.ready && document.body.dataset.rendered")
         browser.execute_script("pan360.seek(1.0)")
         wait_for(browser, f"return pan360.frame === {FPS}")
@@ -141,9 +146,6 @@ def test_preview_follow_a_clicked_subject(browser, tmp_path):
         assert browser.execute_script("return pan360.follow.length") == 1
         browser.find_element(By.ID, "save").click()
         wait_for(browser, "return document.body.dataset.saved")
-    finally:
-        server.shutdown()
-        server.server_close()
     doc = json.loads(saved.read_text())
     (f,) = doc["follow"]
     assert abs(f["time"] - 1.0) < 1e-6 and abs(f["yaw"] - yaw[FPS]) < 2.0 and abs(f["pitch"] - 18.0) < 2.0
@@ -157,9 +159,6 @@ def test_preview_server_refuses_bad_requests_and_keeps_its_state(tmp_path):
     clip = write_drum_clip(tmp_path / "clip.mp4", width=256, height=128, duration=1.0, sounding_until=1.0)
     saved = tmp_path / "p.json"
     session = pv.open_session(clip, path=saved, saliency="foa", size="160x90")
-    server = pv.make_server(session, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
 
     def post(body: bytes, headers: dict) -> int:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -169,7 +168,8 @@ def test_preview_server_refuses_bad_requests_and_keeps_its_state(tmp_path):
         return status
 
     js = {"Content-Type": "application/json"}
-    try:
+    with served(session) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
         before = session.analysis.path
         assert post(b'{"keyframes": []}', {**js, "Host": "evil.example"}) == 403  # DNS rebinding
         assert post(b'{"keyframes": []}', {"Content-Type": "text/plain"}) == 403  # a cross-site form
@@ -189,6 +189,3 @@ def test_preview_server_refuses_bad_requests_and_keeps_its_state(tmp_path):
         r = c.getresponse()
         assert r.status == 206 and len(r.read()) == 10
         c.close()
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -22,6 +22,7 @@ from pan360 import geometry as geo
 from pan360 import projections as pj
 from pan360 import sphere
 from pan360.errors import Pan360Error
+from tests.conftest import ffmpeg_exe
 
 CUBES = ("eac", "c3x2", "c6x1")
 
@@ -112,16 +113,6 @@ def test_face_bounds(proj):
 
 # -- agreement with ffmpeg v360, measured with coordinate ramps -------------------------------------
 
-def _ffmpeg() -> str:
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-    try:
-        ff = imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        pytest.skip("no ffmpeg binary")
-    if not Path(ff).is_file():
-        pytest.skip("no ffmpeg binary")
-    return ff
-
 
 def _v360_positions(ff: str, in_w: int, in_h: int, vf: str, ow: int, oh: int) -> list[np.ndarray]:
     """Source (x, y) v360 samples for each output pixel: filter 16-bit ramps of x and of y."""
@@ -139,7 +130,7 @@ def _v360_positions(ff: str, in_w: int, in_h: int, vf: str, ow: int, oh: int) ->
 @pytest.mark.parametrize("proj,w,h", [(p, *s) for p in CUBES for s in SIZES[p]])
 def test_dir_to_pixel_is_where_v360_reads(proj, w, h):
     """``v360=<layout>:e``: the layout position v360 samples for each equirect output pixel."""
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     ow, oh = 360, 180
     sx, sy = _v360_positions(ff, w, h, f"v360={proj}:e:w={ow}:h={oh}", ow, oh)
     # v360 writes an equirect frame on pan360's pixel-centre grid (checked with v360=e:e and the
@@ -161,7 +152,7 @@ def test_dir_to_pixel_is_where_v360_reads(proj, w, h):
 @pytest.mark.parametrize("proj,w,h", [(p, *s) for p in CUBES for s in SIZES[p]])
 def test_pixel_to_dir_is_what_v360_writes(proj, w, h):
     """``v360=e:<layout>``: the equirect position v360 samples for every layout pixel, pads included."""
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     in_w, in_h = 1000, 500
     sx, sy = _v360_positions(ff, in_w, in_h, f"v360=e:{proj}:w={w}:h={h}", w, h)
     yaw, pitch = sphere.vec_to_dir(pj.pixel_grid_dirs(proj, w, h))
@@ -361,7 +352,7 @@ def _v360(ff: str, src: Path, dst: Path, filt: str) -> np.ndarray:
 
 @pytest.mark.parametrize("proj", CUBES)
 def test_picture_round_trip_through_ffmpeg(proj, equirect_picture, tmp_path):
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     reference, png = equirect_picture
     w, h = OUT_SIZES[proj]
     layout = _v360(ff, png, tmp_path / f"{proj}.png", f"v360=e:{proj}:w={w}:h={h}")

@@ -15,6 +15,7 @@ from pan360.errors import Pan360Error
 from pan360.geometry import View
 from pan360.rendering import render_video
 from pan360.reproject import Renderer
+from tests.conftest import psnr
 
 
 def pattern(w: int, h: int) -> np.ndarray:
@@ -29,10 +30,6 @@ def pattern(w: int, h: int) -> np.ndarray:
     cv2.putText(img, "pan360", (w // 2 - 200, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 0), 8)
     return img
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def view(yaw, pitch, roll=0.0, h_fov=90.0, w=1280, h=720) -> View:

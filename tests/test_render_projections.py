@@ -23,6 +23,7 @@ from pan360 import sphere
 from pan360.errors import Pan360Error
 from pan360.geometry import View
 from pan360.reproject import Renderer
+from tests.conftest import ffmpeg_exe, psnr
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "media" / "equirect_images"
 W, H = 2048, 1024
@@ -43,20 +44,6 @@ def view(yaw, pitch, roll=0.0, h_fov=90.0, w=640, h=360) -> View:
     return View(yaw, pitch, roll, h_fov, geo.v_fov_for(h_fov, w, h))
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def _ffmpeg() -> str:
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-    try:
-        ff = imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        pytest.skip("no ffmpeg binary")
-    if not Path(ff).is_file():
-        pytest.skip("no ffmpeg binary")
-    return ff
 
 
 def synthetic_panorama(w: int, h: int) -> np.ndarray:
@@ -95,7 +82,7 @@ def _v360(ff: str, src: Path, filt: str, out: Path | None = None, size: tuple[in
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> dict:
     """The equirect picture (RGB, W x H) and its cube layouts made by v360, with their PNG paths."""
-    ff = _ffmpeg()
+    ff = ffmpeg_exe()
     tmp = tmp_path_factory.mktemp("render_projections")
     picture = None
     for name in ("pannellum_examplepano.jpg", "aframe_puydesancy.jpg"):

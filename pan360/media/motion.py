@@ -117,6 +117,13 @@ def quat_from_matrix(m: ArrayLike) -> FloatArray:
     return quat_normalize([w, x, y, z])
 
 
+def quat_to_matrix(q: ArrayLike) -> FloatArray:
+    """Rotation matrices (..., 3, 3) of quaternions (w, x, y, z): column k is the rotated k-th axis."""
+    q = quat_normalize(q)
+    eye = np.broadcast_to(np.eye(3), q.shape[:-1] + (3, 3))
+    return np.stack([quat_rotate(q, eye[..., :, k]) for k in range(3)], axis=-1)
+
+
 def quat_between(a: ArrayLike, b: ArrayLike) -> FloatArray:
     """The smallest rotation taking direction ``a`` to direction ``b`` (..., 3)."""
     a = np.asarray(a, dtype=np.float64)

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pan360.errors import Pan360Error
-from pan360.projections import PROJECTIONS
+from pan360.projections import PROJECTIONS, equirect_width
 
 STEREO_MODES = ("mono", "top-bottom", "side-by-side")
 
@@ -125,8 +125,7 @@ class MediaInfo:
         when equirect, else 4 x 2 cube faces (even sides)."""
         if self.layout == "equirect":
             return self.eye_width, self.eye_height
-        face = {"eac": (self.eye_width - 4) / 3, "c3x2": self.eye_width / 3, "c6x1": self.eye_width / 6}[self.layout]
-        w = 4 * face
+        w = equirect_width(self.layout, self.eye_width, self.eye_height)
         w = max(4, 4 * int(round(w / 4)))
         return w, w // 2
 

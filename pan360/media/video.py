@@ -65,15 +65,14 @@ def equirect_picture(image: NDArray, layout: str, size: tuple[int, int]) -> NDAr
     :data:`_ANALYSIS_OVERSAMPLE` times ``size``, :func:`pan360.projections.to_equirect`) and then
     area-averaged, so a big frame mapped to a small analysis grid does not alias.
     """
-    from pan360.projections import to_equirect
+    from pan360.projections import equirect_width, to_equirect
 
     w, h = size
     if layout == "equirect":
         if (image.shape[1], image.shape[0]) == (w, h):
             return image
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    face = image.shape[1] / {"eac": 3, "c3x2": 3, "c6x1": 6}[layout]
-    k = int(min(_ANALYSIS_OVERSAMPLE, max(1, round(4 * face / w))))
+    k = int(min(_ANALYSIS_OVERSAMPLE, max(1, round(equirect_width(layout, image.shape[1], image.shape[0]) / w))))
     big = to_equirect(image, layout, w * k, h * k)
     return big if k == 1 else cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
 

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from pan360 import geometry, sphere
 from pan360.errors import Pan360Error
 from pan360.geometry import View
+from pan360.reproject import Renderer
 
 #: Search view: pixels and field of view (degrees) while the subject is held, and when it is lost.
 VIEW_PX = 160
@@ -75,7 +76,7 @@ def parse_follow(spec: str) -> tuple[float, float, float]:
 class _Matcher:
     def __init__(self, width: int, height: int) -> None:
         self.size = (width, height)
-        self.views: dict[int, _GreyViews] = {}
+        self.views: dict[int, Renderer] = {}  # grey gnomonic views, one renderer per view size
         self.tpl_px = max(9, int(round(SUBJECT_DEG / VIEW_FOV * VIEW_PX)) | 1)
         self.template: NDArray[np.float32] | None = None
 
@@ -83,9 +84,9 @@ class _Matcher:
         """A view of ``fov`` at the held view's focal length (so the template keeps its scale)."""
         px = int(round(VIEW_PX * np.tan(np.radians(fov) / 2) / np.tan(np.radians(VIEW_FOV) / 2)))
         if px not in self.views:
-            self.views[px] = _GreyViews(*self.size, px)
+            self.views[px] = Renderer(*self.size, px, px, device="cpu", backend="opencv")
         v = View(float(yaw), float(np.clip(pitch, -89.9, 89.9)), 0.0, fov, fov)
-        return self.views[px].render(grey, v).astype(np.float32), v
+        return self.views[px].render_rgb(grey, v).astype(np.float32), v
 
     def start(self, grey: NDArray[np.uint8], yaw: float, pitch: float) -> None:
         img, _ = self.view(grey, yaw, pitch, VIEW_FOV)
@@ -114,18 +115,6 @@ class _Matcher:
     def adapt(self, patch: NDArray[np.float32]) -> None:
         assert self.template is not None
         self.template = 0.9 * self.template + 0.1 * patch
-
-
-class _GreyViews:
-    """Grey gnomonic views of frames of one size."""
-
-    def __init__(self, width: int, height: int, px: int) -> None:
-        from pan360.reproject import Renderer
-
-        self.r = Renderer(width, height, px, px, device="cpu", backend="opencv")
-
-    def render(self, grey: NDArray[np.uint8], view: View) -> NDArray[np.uint8]:
-        return self.r.render_rgb(grey, view)
 
 
 def _track_run(frames, matcher: _Matcher, yaw: float, pitch: float, sound_peak) -> list[tuple[float, float, float, bool]]:
