@@ -171,6 +171,9 @@ def analyse(input: str | Path, *, size: str | tuple[int, int] | None = None, fov
     if stabilize not in STABILIZE_MODES:
         raise Pan360Error(f"unknown --stabilize {stabilize!r}; use one of {', '.join(STABILIZE_MODES)}")
     keyframes = None if path is None else load_path(path)
+    if keyframes is not None and (follows or framing or zoom):
+        given = ", ".join(f for f, on in (("--follow", follows), ("--framing", framing), ("--zoom", zoom)) if on)
+        raise Pan360Error(f"{given} shape a planned camera; --path renders the given one as it is (use one or the other)")
     if keyframes is not None:
         wanted = MODE_OF[keyframes.frame]
         if stabilize not in ("auto", wanted):

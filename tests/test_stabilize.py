@@ -323,3 +323,8 @@ def test_a_tilted_spherical_pose_is_levelled(tmp_path):
     assert abs(v.yaw) < 1e-9 and abs(v.pitch + 20.0) < 1e-9
     a = pipeline.analyse(clip, saliency="none")
     assert a.path.frame == "level" and np.allclose(a.path.pitch, 0.0)  # starts level, not at the pose again
+
+
+def test_a_given_path_refuses_the_planning_options(clip, tmp_path):
+    with pytest.raises(Exception, match="--zoom shape a planned camera"):
+        pipeline.analyse(clip, path=fixed_path(tmp_path, "camera", 0.0, 0.0), zoom=True)
