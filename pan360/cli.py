@@ -6,6 +6,13 @@ bars go to stderr through rich (``--quiet`` silences them).
 
 from __future__ import annotations
 
+import os
+
+# OpenMP's threads (torch's, for the network) sleep when idle instead of spinning: on 2 cores the spin
+# cost ~10% of a default render's CPU time for no gain in wall time (bench/README.md). Set before
+# torch loads; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path

@@ -709,6 +709,41 @@ def test_lite0_model_forward_is_the_prior_when_learned_gain_is_zero(lite0, lite0
     assert float(want.max()) > 2.0 / (24 * 48)  # the prior is not flat: the check means something
 
 
+def test_lite0_inference_copy_folds_batchnorm_and_skips_the_unused_grid(lite0, lite0_inputs) -> None:
+    import copy
+
+    model = copy.deepcopy(lite0)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # BatchNorm statistics far from the defaults, so that folding them means something
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+            bn.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.visual.modules())
+    inference = model.for_inference()
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in inference.visual.modules()) == 0
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.visual.modules()) == n_bn == 49  # unchanged
+    frames, wave = lite0_inputs
+    with torch.inference_mode():
+        want, got = model.visual_features(frames), inference.visual_features(frames)
+        f_s, h = model.encode_sound(wave)
+        att_want, _ = model.localize(want.grid, h, model.sound_prior(f_s, want))
+        att_got, logits = inference.localize(got.grid, h, inference.sound_prior(f_s, got))
+    assert got.grid is None and got.rows_cols == tuple(want.grid.shape[-2:]) == (24, 48)
+    torch.testing.assert_close(got.head, want.head, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got.class_logits, want.class_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(att_got, att_want, rtol=1e-4, atol=1e-8)
+    assert float(att_want.max()) > 2.0 / (24 * 48) and torch.all(logits == 0)
+    with pytest.raises(Pan360Error, match="needs the visual grid"):
+        inference.localize(None, h, None)
+    with torch.no_grad():
+        model.learned_gain.fill_(0.5)  # the cosine term counts: the copy keeps the grid
+    with torch.inference_mode():
+        assert model.for_inference().visual_features(frames).grid.shape == want.grid.shape
+
+
 def test_lite0_localize_weighs_the_cosine_term_by_learned_gain(lite0) -> None:
     g = torch.Generator().manual_seed(4)
     grid = torch.rand(1, 512, 6, 12, generator=g)

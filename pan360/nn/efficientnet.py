@@ -14,6 +14,7 @@ Input: RGB in [0, 255] scaled as (x - 127) / 128 (:data:`INPUT_MEAN`, :data:`INP
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -38,16 +39,24 @@ N_CLASSES = 1000
 
 
 class SameConv(nn.Conv2d):
-    """A bias-free convolution with TensorFlow ``SAME`` padding (output = ceil(input / stride))."""
+    """A convolution with TensorFlow ``SAME`` padding (output = ceil(input / stride)); bias-free as the
+    weights come, with a bias once :func:`fold_batchnorm` has folded the next BatchNorm into it.
+
+    SAME pads ``t = (ceil(n / s) - 1) s + k - n`` in all, ``t // 2`` before. When ``t`` is odd (a stride-2
+    layer on an even size) the kernel gets a leading zero tap and the convolution pads ``t - t // 2``
+    on both sides: the same sums, without a padded copy of the activations (measured 3-4x faster than
+    padding first on the largest stride-2 layer, bit-identical).
+    """
 
     def forward(self, x: Tensor) -> Tensor:
-        ih, iw = x.shape[-2:]
         k, s = self.kernel_size[0], self.stride[0]
-        ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
-        pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+        pads, lead = [], []
+        for n in x.shape[-2:]:
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads.append(total - total // 2)
+            lead.append(total % 2)
+        weight = F.pad(self.weight, [lead[1], 0, lead[0], 0]) if any(lead) else self.weight
+        return F.conv2d(x, weight, self.bias, self.stride, tuple(pads), 1, self.groups)
 
 
 def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1) -> tuple[SameConv, nn.BatchNorm2d]:
@@ -68,10 +77,15 @@ class MBConv(nn.Module):
         self.skip = stride == 1 and c_in == c_out
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.relu6(self.bn0(self.expand_conv(x))) if self.expand else x
-        y = F.relu6(self.bn1(self.depthwise_conv(y)))
+        y = _relu6(self.bn0(self.expand_conv(x))) if self.expand else x
+        y = _relu6(self.bn1(self.depthwise_conv(y)))
         y = self.bn2(self.project_conv(y))
         return y + x if self.skip else y
+
+
+def _relu6(x: Tensor) -> Tensor:
+    """ReLU6, in place when no gradient is recorded (one pass over the activations, no new tensor)."""
+    return F.relu6(x, inplace=not torch.is_grad_enabled())
 
 
 class LiteFeatures(NamedTuple):
@@ -98,13 +112,13 @@ class EfficientNetLite0(nn.Module):
 
     def features(self, x: Tensor) -> LiteFeatures:
         """``x``: (B, 3, H, W) already scaled as (rgb - 127) / 128."""
-        y = F.relu6(self.bn0(self.conv_stem(x)))
+        y = _relu6(self.bn0(self.conv_stem(x)))
         s16 = y
         for i, block in enumerate(self.blocks):
             y = block(y)
             if i == STRIDE16_BLOCK:
                 s16 = y
-        head = F.relu6(self.bn1(self.conv_head(y)))
+        head = _relu6(self.bn1(self.conv_head(y)))
         logits = torch.einsum("bchw,kc->bkhw", head, self.fc.weight) + self.fc.bias[None, :, None, None]
         return LiteFeatures(s16, head, logits)
 
@@ -112,6 +126,32 @@ class EfficientNetLite0(nn.Module):
         """(B, 1000) ImageNet logits of the whole picture (average-pooled head), as the original."""
         head = self.features(x).head
         return self.fc(head.mean(dim=(2, 3)))
+
+
+def _conv_bn_pairs(net: EfficientNetLite0) -> list[tuple[nn.Module, str, str]]:
+    """(module, conv name, BatchNorm name) of every convolution followed by a BatchNorm."""
+    pairs: list[tuple[nn.Module, str, str]] = [(net, "conv_stem", "bn0"), (net, "conv_head", "bn1")]
+    for block in net.blocks:
+        if block.expand:
+            pairs.append((block, "expand_conv", "bn0"))
+        pairs += [(block, "depthwise_conv", "bn1"), (block, "project_conv", "bn2")]
+    return pairs
+
+
+def fold_batchnorm(net: EfficientNetLite0) -> EfficientNetLite0:
+    """An inference copy of ``net`` with each BatchNorm (eval statistics) folded into the convolution
+    before it (weights scaled per output channel, a bias added) and replaced by the identity: one
+    pass over the activations less per layer. Equal to ``net`` in eval mode up to float rounding
+    (~1e-5 relative on the head features); ``net`` itself is not changed."""
+    out = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        for module, conv_name, bn_name in _conv_bn_pairs(out):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
+            setattr(module, bn_name, nn.Identity())
+    return out
 
 
 def lite0_weights_path() -> Path | None:
@@ -170,6 +210,10 @@ class LiteVisual(nn.Module):
         self.pad = int(pad)
         self.backbone = EfficientNetLite0()
         self.project = nn.Conv2d(STRIDE16_CHANNELS + HEAD_CHANNELS, embed_dim, 1)
+        # Set by SoundLocalizer.for_inference: skip the grid when the attention does not use it, and
+        # run the backbone channels-last (mkldnn's fast layout on the CPU).
+        self.with_grid = True
+        self.channels_last = False
 
     def forward(self, frames: Tensor):  # -> pan360.nn.model.VisualFeatures
         from pan360.nn.inputs import IMAGENET_MEAN, IMAGENET_STD
@@ -181,11 +225,15 @@ class LiteVisual(nn.Module):
         p = self.pad
         if p:
             x = torch.cat([x[..., -p:], x, x[..., :p]], dim=-1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         f = self.backbone.features(x)
         s16, head, logits = f.stride16, f.head, f.logits
         if p:
             s16 = s16[..., p // 16: s16.shape[-1] - p // 16]
             head, logits = (t[..., p // 32: t.shape[-1] - p // 32] for t in (head, logits))
+        if not self.with_grid:
+            return VisualFeatures(None, head, logits, grid_size=(s16.shape[-2], s16.shape[-1]))
         up = F.interpolate(head, size=tuple(s16.shape[-2:]), mode="nearest")
         grid = F.relu(self.project(torch.cat([s16, up.to(s16.dtype)], dim=1)))
         return VisualFeatures(grid, head, logits)

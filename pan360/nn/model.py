@@ -16,6 +16,7 @@ Input preprocessing (frames, sound windows) is :mod:`pan360.nn.inputs`; checkpoi
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
@@ -221,9 +222,18 @@ class LocalizerOutput:
 class VisualFeatures(NamedTuple):
     """The visual stream's output: the attention grid, and for "lite0" what the prior needs."""
 
-    grid: Tensor  # (B, 512, H/16, W/16)
+    grid: Tensor | None  # (B, 512, H/16, W/16); None from an inference copy whose attention does not use it
     head: Tensor | None = None  # (B, 1280, H/32, W/32) EfficientNet-Lite0 head features
     class_logits: Tensor | None = None  # (B, 1000, H/32, W/32) ImageNet logits of every head cell
+    grid_size: tuple[int, int] | None = None  # (H/16, W/16) when ``grid`` is None
+
+    @property
+    def rows_cols(self) -> tuple[int, int]:
+        """(rows, columns) of the attention grid."""
+        if self.grid is None:
+            assert self.grid_size is not None
+            return self.grid_size
+        return (self.grid.shape[-2], self.grid.shape[-1])
 
 
 def _vgg_blocks(cfg: ModelConfig) -> nn.Sequential:
@@ -304,6 +314,28 @@ class SoundLocalizer(nn.Module):
         data = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
         return cls(**data)
 
+    def for_inference(self) -> SoundLocalizer:
+        """The model for analysis, in eval mode: other archs this model itself; "lite0" a copy (this
+        model is not changed), never to be trained:
+
+        the BatchNorms are folded into the convolutions and the backbone runs channels-last
+        (measured on 2 CPU cores: 2.2x less CPU per frame, the same maps to float rounding: ~1e-5
+        relative on the head features), and the attention grid is not computed while the learned
+        cosine term weighs nothing (``learned_gain`` 0: the attention is the prior's softmax exactly,
+        :meth:`localize`).
+        """
+        if self.config.arch != "lite0":
+            return self.eval()
+        from pan360.nn.efficientnet import fold_batchnorm
+
+        model = copy.deepcopy(self).eval()
+        visual = model.visual
+        visual.backbone = fold_batchnorm(visual.backbone)
+        visual.to(memory_format=torch.channels_last)
+        visual.channels_last = True
+        visual.with_grid = float(model.learned_gain.detach()) != 0.0
+        return model
+
     def visual_features(self, frames: Tensor) -> VisualFeatures:
         """(B, 3, H, W) ImageNet-normalised frames → the grid (B, 512, H/16, W/16), ≥ 0, and for "lite0"
         the stride-32 head features and per-cell ImageNet logits the audio-visual prior needs."""
@@ -329,7 +361,7 @@ class SoundLocalizer(nn.Module):
                                    self.visual.backbone.fc.weight.float(), self.sound_class_prior,
                                    topk=self.config.prior_topk, gain=self.config.prior_gain,
                                    sharpness=self.config.prior_sharpness)
-        return F.interpolate(prior[:, None], size=tuple(visual.grid.shape[-2:]), mode="bilinear",
+        return F.interpolate(prior[:, None], size=visual.rows_cols, mode="bilinear",
                              align_corners=False)[:, 0]
 
     def encode_sound(self, waveforms: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -397,8 +429,15 @@ class SoundLocalizer(nn.Module):
         Returns (attention (B, h, w) summing to 1 per map, logits (B, h, w)); the logits are the
         cosines (eq. 2), after the ReLU for mechanism 2 (eq. 3), before the softmax multiplier.
         ``prior`` (B, h, w), from :meth:`sound_prior`, is added to the softmax's input ("lite0": the
-        cosine term then weighs ``learned_gain``).
+        cosine term then weighs ``learned_gain``). ``visual_grid`` None (an inference copy's, see
+        :meth:`for_inference`): the cosine term is left out, as it weighs nothing, and the logits are zeros.
         """
+        if visual_grid is None:
+            if prior is None or self.config.arch != "lite0" or float(self.learned_gain.detach()) != 0.0:
+                raise Pan360Error("the attention needs the visual grid")
+            b, gh, gw = prior.shape
+            attention = torch.softmax(prior.flatten(1).float(), dim=1)
+            return attention.view(b, gh, gw), torch.zeros(b, gh, gw, device=prior.device)
         b, c, gh, gw = visual_grid.shape
         v = F.normalize(visual_grid.flatten(2), dim=1, eps=1e-6)  # (B, 512, M)
         q = F.normalize(h, dim=1, eps=1e-6)

@@ -231,7 +231,7 @@ def network_maps(model: Any, info: MediaInfo, track: AudioTrack | AudioStream | 
     times = info.frame_times
     power = window_power(mono, track.sample_rate, times[plan.analysed])
     dev = torch.device(plan.device)
-    model = model.to(dev).eval()
+    model = model.for_inference().to(dev)  # eval mode, BatchNorms folded (see SoundLocalizer.for_inference)
     amp = autocast(plan.device)
 
     # Equirect input ("lite0", features wrapped at the seam): successive analysed frames see the picture
