@@ -50,17 +50,22 @@ def ffmpeg_exe() -> str:
     return exe()
 
 
+def make_light_clip(clip: Path, seconds: float = 8.0, width: int = 3840, height: int = 1920) -> None:
+    """The light clip: ``testsrc2`` drifting sideways at 30 fps, x264 veryfast crf 23, a 440 Hz mono AAC tone."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30:duration={seconds:g},scroll=h=0.0007",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds:g}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-b:a", "128k", "-shortest", str(clip)], check=True)
+
+
 def make_inputs(work: Path) -> tuple[Path, Path]:
     """The light clip and its fixed camera path (made once)."""
     work.mkdir(parents=True, exist_ok=True)
     clip, path = work / "light_3840x1920_8s.mp4", work / "fixed_path.json"
     if not clip.exists():
         print(f"generating {clip} ...", flush=True)
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y",
-                        "-f", "lavfi", "-i", "testsrc2=size=3840x1920:rate=30:duration=8,scroll=h=0.0007",
-                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8",
-                        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-                        "-c:a", "aac", "-b:a", "128k", "-shortest", str(clip)], check=True)
+        make_light_clip(clip)
     if not path.exists():
         sys.path.insert(0, str(REPO))
         import numpy as np

@@ -62,7 +62,8 @@ AUDIO_HOP = 0.1
 JITTER_PX = 16
 #: Sound-window hop (s) for windows of 10 s or more (the pretrained SoundNet's 20 s).
 LONG_WINDOW_HOP = 1.0
-#: Frames analysed per second on CPU for the pretrained "lite0" model (≈0.3 s a 512x1024 frame).
+#: Frames analysed per second on CPU for the pretrained "lite0" model (≈0.55 CPU s a 512x1024 frame on
+#: 2 cores, through :meth:`~pan360.nn.model.SoundLocalizer.for_inference`).
 CPU_RATE_LITE = 2.0
 #: Seconds of the Hann window measuring the sound power that scales each map (as the FOA maps' window).
 POWER_WINDOW = 0.2
