@@ -14,7 +14,6 @@ Input: RGB in [0, 255] scaled as (x - 127) / 128 (:data:`INPUT_MEAN`, :data:`INP
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -139,19 +138,20 @@ def _conv_bn_pairs(net: EfficientNetLite0) -> list[tuple[nn.Module, str, str]]:
 
 
 def fold_batchnorm(net: EfficientNetLite0) -> EfficientNetLite0:
-    """An inference copy of ``net`` with each BatchNorm (eval statistics) folded into the convolution
-    before it (weights scaled per output channel, a bias added) and replaced by the identity: one
-    pass over the activations less per layer. Equal to ``net`` in eval mode up to float rounding
-    (~1e-5 relative on the head features); ``net`` itself is not changed."""
-    out = copy.deepcopy(net).eval()
+    """Fold each BatchNorm (eval statistics) into the convolution before it, in place: weights scaled
+    per output channel, a bias added, the BatchNorm replaced by the identity (one pass over the
+    activations less per layer). For an inference copy (:meth:`pan360.nn.model.SoundLocalizer.for_inference`):
+    equal to the unfolded net in eval mode up to float rounding (~1e-5 relative on the head features),
+    and not to be trained any more. Returns ``net``, in eval mode."""
+    net.eval()
     with torch.no_grad():
-        for module, conv_name, bn_name in _conv_bn_pairs(out):
+        for module, conv_name, bn_name in _conv_bn_pairs(net):
             conv, bn = getattr(module, conv_name), getattr(module, bn_name)
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             conv.weight.mul_(scale.view(-1, 1, 1, 1))
             conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
             setattr(module, bn_name, nn.Identity())
-    return out
+    return net
 
 
 def lite0_weights_path() -> Path | None:

@@ -319,8 +319,8 @@ class SoundLocalizer(nn.Module):
         model is not changed), never to be trained:
 
         the BatchNorms are folded into the convolutions and the backbone runs channels-last
-        (measured on 2 CPU cores: 2.2x less CPU per frame, the same maps to float rounding: ~1e-5
-        relative on the head features), and the attention grid is not computed while the learned
+        (measured on 2 CPU cores, with :class:`~pan360.nn.efficientnet.SameConv`'s padding: 2.66 → 1.08
+        CPU s for two 512x1024 pictures; the same maps to float rounding, ~1e-5 relative), and the attention grid is not computed while the learned
         cosine term weighs nothing (``learned_gain`` 0: the attention is the prior's softmax exactly,
         :meth:`localize`).
         """
@@ -330,7 +330,7 @@ class SoundLocalizer(nn.Module):
 
         model = copy.deepcopy(self).eval()
         visual = model.visual
-        visual.backbone = fold_batchnorm(visual.backbone)
+        fold_batchnorm(visual.backbone)
         visual.to(memory_format=torch.channels_last)
         visual.channels_last = True
         visual.with_grid = float(model.learned_gain.detach()) != 0.0
