@@ -43,8 +43,11 @@ beside them) with their targets, PASS or FAIL:
 
 Every timed command is a child process run under this script's ``--rss`` wrapper, whose
 RUSAGE_CHILDREN then holds exactly that one process. ``--runs N`` runs a section's commands N times,
-alternating, and reports the medians of wall and CPU seconds (peak RSS: the largest). The load average
-is printed before and after. Generated clips stay in ``--workdir`` (default: a temporary folder) and
+alternating (each round starting one command later, so that no contender always runs in the same
+place), and reports the medians of wall and CPU seconds (peak RSS: the largest); each ratio is the
+median of the rounds' own ratios (a contender against its peer of the same round), printed with their
+range. pan360's modules run from bytecode, as in an installation (``PYTHONDONTWRITEBYTECODE`` is
+dropped for the children; the cache goes to the workdir). The load average is printed before and after. Generated clips stay in ``--workdir`` (default: a temporary folder) and
 are reused; outputs go to its ``out/``; the raw pictures and the wav are deleted after their section.
 ``--device`` is the pan360 renders' (and the picture dump's) device. ``--quick`` runs the same code on
 tiny inputs, 1 s 960x480 clips rendered to 320x180 (``full``: a generated 1 s 960x480 clip with FOA
@@ -130,32 +133,49 @@ def rss_wrapper(cmd: list[str]) -> None:
 
 
 def run_rounds(cmds: dict[str, list[str]], runs: int) -> dict[str, Result]:
-    """Every command ``runs`` times, the commands alternating: per command the medians of wall and CPU
-    seconds, the largest peak RSS and each run."""
+    """Every command ``runs`` times, the commands alternating (round r starts r commands later, so that
+    no contender always runs in the same place): per command the medians of wall and CPU seconds, the
+    largest peak RSS and each run (in round order)."""
     done: dict[str, list[Result]] = {name: [] for name in cmds}
+    names = list(cmds)
     for r in range(runs):
-        for name, cmd in cmds.items():
-            done[name].append(res := timed(cmd))
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            done[name].append(res := timed(cmds[name]))
             print(f"  run {r + 1}/{runs}  {name}: {res['wall_s']:.2f} s, {res['cpu_s']:.2f} CPU s", flush=True)
     return {name: {"wall_s": statistics.median(x["wall_s"] for x in rs),
                    "cpu_s": statistics.median(x["cpu_s"] for x in rs),
                    "peak_rss_mib": max(x["peak_rss_mib"] for x in rs), "runs": rs} for name, rs in done.items()}
 
 
+def _combine(parts: tuple[Result, ...], sign: tuple[float, ...]) -> Result:
+    """Signed sums of wall and CPU seconds, of the medians and round by round (peak RSS: the largest)."""
+    out: Result = {key: sum(g * p[key] for g, p in zip(sign, parts)) for key in ("wall_s", "cpu_s")}
+    out["peak_rss_mib"] = max(p["peak_rss_mib"] for p in parts)
+    if all("runs" in p for p in parts) and len({len(p["runs"]) for p in parts}) == 1:
+        out["runs"] = [_combine(rs, sign) for rs in zip(*(p["runs"] for p in parts))]
+    return out
+
+
 def minus(a: Result, b: Result) -> Result:
     """``a``'s times with ``b``'s taken out (peak RSS: ``a``'s)."""
-    return {"wall_s": a["wall_s"] - b["wall_s"], "cpu_s": a["cpu_s"] - b["cpu_s"], "peak_rss_mib": a["peak_rss_mib"]}
+    return {**_combine((a, b), (1.0, -1.0)), "peak_rss_mib": a["peak_rss_mib"]}
 
 
 def total(*parts: Result) -> Result:
     """The summed times of parts run one after the other (peak RSS: the largest)."""
-    return {"wall_s": sum(p["wall_s"] for p in parts), "cpu_s": sum(p["cpu_s"] for p in parts),
-            "peak_rss_mib": max(p["peak_rss_mib"] for p in parts)}
+    return _combine(parts, (1.0,) * len(parts))
 
 
 def ratio(name: str, num: Result, den: Result, target: float | None) -> dict[str, Any]:
-    cpu = num["cpu_s"] / den["cpu_s"]
-    return {"name": name, "cpu": cpu, "wall": num["wall_s"] / den["wall_s"], "target": target,
+    """CPU (and wall) ratio ``num / den``: with several rounds the median of the rounds' own ratios (a
+    contender against its peer of the same round, which drifts less than either alone on a shared
+    machine), and their range."""
+    pairs = list(zip(num.get("runs", []), den.get("runs", []))) or [(num, den)]
+    cpus = [n["cpu_s"] / d["cpu_s"] for n, d in pairs]
+    cpu = statistics.median(cpus)
+    return {"name": name, "cpu": cpu, "cpu_range": [min(cpus), max(cpus)],
+            "wall": statistics.median(n["wall_s"] / d["wall_s"] for n, d in pairs), "target": target,
             "pass": None if target is None else cpu <= target}
 
 
@@ -164,10 +184,11 @@ def print_section(title: str, rows: list[tuple[str, Result]], ratios: list[dict[
     print(f"{'contender':62s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MiB':>13s}")
     for name, r in rows:
         print(f"{name:62s} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} {r['peak_rss_mib']:13d}")
-    print(f"\n{'ratio':62s} {'CPU':>8s} {'wall':>8s} {'target (CPU)':>13s}")
+    print(f"\n{'ratio (median of the rounds)':62s} {'CPU':>8s} {'range':>11s} {'wall':>6s} {'target (CPU)':>13s}")
     for q in ratios:
         verdict = "" if q["target"] is None else f"<= {q['target']:.2f} {'PASS' if q['pass'] else 'FAIL'}"
-        print(f"{q['name']:62s} {q['cpu']:8.2f} {q['wall']:8.2f} {verdict:>13s}")
+        lo, hi = q["cpu_range"]
+        print(f"{q['name']:62s} {q['cpu']:8.2f} {lo:5.2f}-{hi:<5.2f} {q['wall']:6.2f} {verdict:>13s}")
 
 
 # ---------------------------------------------------------------------------------- light and 4k
@@ -265,7 +286,7 @@ def dump_pictures(info: Any, path_file: Path, size: tuple[int, int], raw: Path, 
 
 def render_commands(spec: RenderSection, ff: str, clip: Path, paths: dict[str, Path], raws: dict[str, Path],
                     fps: str, wav: Path | None, out: Path, device: str) -> dict[str, list[str]]:
-    """The section's commands, in the order each round runs them."""
+    """The section's commands, in the order the first round runs them."""
     w, h = spec.out_size
     fixed_vf = f"v360=e:flat:yaw=40:pitch=-15:h_fov=90:v_fov={v_fov(90.0, w, h):.6f}:w={w}:h={h}"
     audio = ["-c:a", "aac"] if wav else ["-an"]
@@ -323,7 +344,9 @@ def render_section(spec: RenderSection, ff: str, work: Path, runs: int, device: 
     rows += [(f"floor, {k} pictures: ffmpeg decode + x264{' + AAC' if wav else ''}", floor[k]) for k in X264]
     ratios = [*(ratio(f"{PAN[k]} / floor of its pictures", res[PAN[k]], floor[k], 1.05) for k in PAN),
               ratio(f"{PAN['fixed']} / ffmpeg fixed view", res[PAN["fixed"]], res[FF_FIXED], spec.fixed_target),
-              ratio(f"{PAN['moving']} / ffmpeg fixed view", res[PAN["moving"]], res[FF_FIXED], spec.moving_target)]
+              ratio(f"{PAN['moving']} / ffmpeg fixed view", res[PAN["moving"]], res[FF_FIXED], spec.moving_target),
+              # Context: what ffmpeg's own complete renderer spends above the same floor.
+              ratio("ffmpeg v360 fixed view / floor of pan360's fixed pictures", res[FF_FIXED], floor["fixed"], None)]
     print_section(f"{spec.title}: {info.eye_width}x{info.eye_height}, {info.n_frames} frames -> {spec.size}",
                   rows, ratios)
     return {"clip": str(clip), "size": spec.size, "preset": spec.preset, "crf": spec.crf, "frames": info.n_frames,
@@ -424,6 +447,11 @@ def main() -> None:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         ff = ffmpeg_exe()
+        # pan360's modules run from bytecode, as in a user's installation: with PYTHONDONTWRITEBYTECODE
+        # set (this sandbox sets it) every child would compile them again (~0.05-0.1 CPU s a run).
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "pan360")], check=True)
         load0 = os.getloadavg()
         print(f"pan360 benchmark{' (QUICK: tiny inputs, verdicts meaningless)' if args.quick else ''}: sections "
               f"{', '.join(sections)}; {args.runs} run(s); {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -1,7 +1,9 @@
-"""``pan360`` command line: a thin Typer layer over :mod:`pan360.pipeline` (flags = API keywords).
+"""``pan360`` command line: a thin argparse layer over :mod:`pan360.pipeline` (flags = API keywords).
 
-Errors become one line on stderr and a non-zero exit (``--debug`` shows the traceback); progress
-bars go to stderr through rich (``--quiet`` silences them).
+Errors become one line on stderr and a non-zero exit (``--debug`` shows the traceback); usage errors
+(a missing argument, an unknown option, a bad value) too, with exit code 2. Progress bars go to stderr
+through rich (``--quiet`` silences them). argparse rather than a richer framework: the command line
+starts in the time its imports take (typer 0.29 added ~0.2 CPU s to every run, bench/README.md).
 """
 
 from __future__ import annotations
@@ -13,66 +15,43 @@ import os
 # torch loads; a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import argparse
+import re
+import sys
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator, Optional
-
-import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import Callable, Iterator, Sequence
 
 from pan360 import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn a 360° equirectangular video into a normal-field-of-view video that follows the sound.")
-err = Console(stderr=True)
+HELP = "Turn a 360° equirectangular video into a normal-field-of-view video that follows the sound."
 
 STAGE_LABELS = {"audio": "decoding audio", "saliency": "saliency maps", "trajectory": "planning camera",
                 "render": "rendering", "heatmap": "heatmap video", "train": "training", "eval": "evaluating",
                 "concat": "concat-and-localize"}
 
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class SaliencyName(str, Enum):
-    auto = "auto"
-    foa = "foa"
-    net = "net"
-    fused = "fused"
-    none = "none"
+DEVICES = ("auto", "cpu", "cuda")
+SALIENCY = ("auto", "foa", "net", "fused", "none")
+FOA_FORMATS = ("auto", "ambix", "fuma")
+STEREO = ("auto", "mono", "top-bottom", "side-by-side")
+PROJECTIONS = ("auto", "equirect", "eac", "c3x2", "c6x1")
+STABILIZE = ("auto", "off", "level", "world")
 
 
-class FoaFormat(str, Enum):
-    auto = "auto"
-    ambix = "ambix"
-    fuma = "fuma"
+# -- messages ---------------------------------------------------------------------------------------
+
+def _eprint(label: str, colour: str, msg: str) -> None:
+    """One line on stderr, the label coloured on a terminal (plain text: no markup to misread)."""
+    tag = f"\033[{colour}m{label}\033[0m" if sys.stderr.isatty() else label
+    print(f"{tag} {msg}", file=sys.stderr, flush=True)
 
 
-class Stereo(str, Enum):
-    auto = "auto"
-    mono = "mono"
-    top_bottom = "top-bottom"
-    side_by_side = "side-by-side"
+def _error(msg: str) -> None:
+    _eprint("error:", "31", msg)
 
 
-class Projection(str, Enum):
-    auto = "auto"
-    equirect = "equirect"
-    eac = "eac"
-    c3x2 = "c3x2"
-    c6x1 = "c6x1"
-
-
-class Stabilize(str, Enum):
-    auto = "auto"
-    off = "off"
-    level = "level"
-    world = "world"
+def _note(msg: str) -> None:
+    _eprint("note:", "33", msg)
 
 
 @contextmanager
@@ -80,8 +59,11 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     if quiet:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     bars = Progress(TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
     tasks: dict[str, TaskID] = {}
 
     def update(stage: str, done: int, total: int) -> None:
@@ -134,20 +116,19 @@ def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str
     SIGHUP end it the same way (exit 130, 143, 129); ``interrupted()`` says what was written then."""
     def notify(msg: str) -> None:
         if not quiet:
-            err.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)
+            _note(msg)
 
     try:
         with _signals_as_interrupts(), _progress(quiet) as progress:
             return job(progress, notify)
     except KeyboardInterrupt as exc:
-        if debug:  # typer would turn a re-raised interrupt into a silent exit: show the traceback here
+        if debug:
             import traceback
 
             traceback.print_exc()
         how = f"terminated by {exc.args[0]}" if isinstance(exc, _Terminated) else "interrupted"
-        err.print(f"{how}: {interrupted() if interrupted else 'nothing was written'}", highlight=False,
-                  soft_wrap=True)
-        raise typer.Exit(128 + exc.signum if isinstance(exc, _Terminated) else 130)
+        print(f"{how}: {interrupted() if interrupted else 'nothing was written'}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + exc.signum if isinstance(exc, _Terminated) else 130) from None
     except Exception as exc:  # noqa: BLE001 - every failure reaches the user as one line
         if debug:
             raise
@@ -156,146 +137,69 @@ def _run(debug: bool, quiet: bool, job: Callable[[Callable | None, Callable[[str
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if not isinstance(exc, Pan360Error):
             msg = f"{type(exc).__name__}: {msg} (run with --debug for details)"
-        err.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        _error(msg)
+        raise SystemExit(1) from None
 
 
-InputArg = typer.Argument(..., help="360° equirectangular video (any FFmpeg-readable file).", show_default=False)
-Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars or notes.")
-Debug = typer.Option(False, "--debug", help="Show the full traceback on errors.")
-Overwrite = typer.Option(False, "--overwrite", help="Replace existing output files.")
-YawOffset = typer.Option(0.0, "--yaw-offset", help="Degrees added to the audio direction (audio front ≠ video centre).")
-FoaFmt = typer.Option(FoaFormat.auto, "--foa-format", help="Ambisonic format of 4-channel audio (auto: metadata, else ambiX).")
-ProjectionOpt = typer.Option(Projection.auto, "--projection",
-                             help="Input layout, as ffmpeg v360 names it (auto: metadata, else equirect): equirect, eac (YouTube), c3x2, c6x1.")
-StereoOpt = typer.Option(Stereo.auto, "--stereo", help="Stereo packing of the input (auto: metadata).")
-Weights = typer.Option(None, "--weights", help="Network checkpoint (.safetensors) [default: the bundled weights].")
-SaliencyOpt = typer.Option(SaliencyName.auto, "--saliency",
-                           help="Saliency source (auto: fused for spatial audio, net for mono/stereo when weights exist).")
 
 
-@app.command()
-def render(
-    input: Path = InputArg,
-    output: Path = typer.Option(..., "--output", "-o", help="Output video, H.264 + AAC: .mp4, .m4v, .mov or .mkv.", show_default=False),
-    size: Optional[str] = typer.Option(None, "--size", help="Output WxH, e.g. 1280x720 [default: 16:9, ≤ native, ≤ 1920 wide]."),
-    fov: Optional[float] = typer.Option(None, "--fov", help="Horizontal field of view in degrees [default: 90]."),
-    crf: float = typer.Option(20, "--crf", help="x264 quality (lower is better)."),
-    preset: str = typer.Option("medium", "--preset", help="x264 preset (ultrafast … veryslow)."),
-    path: Optional[Path] = typer.Option(None, "--path", help="Render this camera path (trajectory JSON, keyframes allowed)."),
-    trajectory_out: Optional[Path] = typer.Option(None, "--trajectory-out", help="Write the per-frame camera path (JSON)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of camera yaw over saliency against time."),
-    saliency: SaliencyName = SaliencyOpt,
-    weights: Optional[Path] = Weights,
-    cuts: bool = typer.Option(False, "--cuts", help="Cut instead of panning for far jumps between sources."),
-    max_speed: Optional[float] = typer.Option(None, "--max-speed", help="Camera speed bound in °/s [default: 110]."),
-    device: Device = typer.Option(Device.auto, "--device", help="Where to reproject (auto: CUDA when present)."),
-    yaw_offset: float = YawOffset,
-    foa_format: FoaFormat = FoaFmt,
-    projection: Projection = ProjectionOpt,
-    stereo: Stereo = StereoOpt,
-    stabilize: Stabilize = typer.Option(Stabilize.auto, "--stabilize",
-                                        help="level: horizon level; world: the camera's turns held still too; off: the picture's axes "
-                                             "(auto: level when the file records the camera's motion, GPMF or CAMM)."),
-    follow: Optional[list[str]] = typer.Option(None, "--follow", help="TIME,YAW,PITCH: follow the subject seen there (repeatable: switch subjects)."),
-    framing: bool = typer.Option(False, "--framing", help="Keep a face near the view in frame with headroom (needs facenet-pytorch)."),
-    zoom: bool = typer.Option(False, "--zoom", help="Zoom in on one steady source, out for a spread scene or a fast pan."),
-    overwrite: bool = Overwrite,
-    quiet: bool = Quiet,
-    debug: bool = Debug,
-) -> None:
+# -- commands: each takes the parsed arguments and calls the Python API ----------------------------
+
+def render(a: argparse.Namespace) -> None:
     """Render a normal-field-of-view video whose camera follows the sound."""
     from pan360 import pipeline
 
-    result = _run(debug, quiet, lambda progress, notify: pipeline.render(
-        input, output, size=size, fov=fov, crf=crf, preset=preset, path=path, trajectory_out=trajectory_out,
-        plot=plot, saliency=saliency.value, weights=weights, cuts=cuts, max_speed=max_speed, overwrite=overwrite,
-        device=device.value, yaw_offset=yaw_offset, foa_format=foa_format.value, projection=projection.value,
-        stereo=stereo.value, stabilize=stabilize.value, follow=follow, framing=framing, zoom=zoom,
-        progress=progress, notify=notify))
-    if not quiet:
+    result = _run(a.debug, a.quiet, lambda progress, notify: pipeline.render(
+        a.input, a.output, size=a.size, fov=a.fov, crf=a.crf, preset=a.preset, path=a.path,
+        trajectory_out=a.trajectory_out, plot=a.plot, saliency=a.saliency, weights=a.weights, cuts=a.cuts,
+        max_speed=a.max_speed, overwrite=a.overwrite, device=a.device, yaw_offset=a.yaw_offset,
+        foa_format=a.foa_format, projection=a.projection, stereo=a.stereo, stabilize=a.stabilize,
+        follow=a.follow, framing=a.framing, zoom=a.zoom, progress=progress, notify=notify))
+    if not a.quiet:
         cam = result.path
-        err.print(f"wrote {result.output} ({cam.width}x{cam.height}, {len(cam)} frames, "
-                  f"saliency: {result.saliency_source})", highlight=False)
+        print(f"wrote {result.output} ({cam.width}x{cam.height}, {len(cam)} frames, "
+              f"saliency: {result.saliency_source})", file=sys.stderr)
 
 
-@app.command("saliency")
-def saliency_cmd(
-    input: Path = InputArg,
-    output: Path = typer.Option(..., "--output", "-o", help="Output video (.mp4, .m4v, .mov, .mkv): the equirect video with a heatmap.", show_default=False),
-    maps_out: Optional[Path] = typer.Option(None, "--maps-out", help="Write the raw maps and timestamps (NPZ)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the planned camera yaw over saliency."),
-    saliency: SaliencyName = SaliencyOpt,
-    weights: Optional[Path] = Weights,
-    device: Device = typer.Option(Device.auto, "--device", help="Where to run the network (auto: CUDA when present)."),
-    crf: float = typer.Option(23, "--crf", help="x264 quality (lower is better)."),
-    preset: str = typer.Option("medium", "--preset", help="x264 preset."),
-    max_width: int = typer.Option(1920, "--max-width", help="Downscale wider inputs to this width."),
-    yaw_offset: float = YawOffset,
-    foa_format: FoaFormat = FoaFmt,
-    projection: Projection = ProjectionOpt,
-    stereo: Stereo = StereoOpt,
-    overwrite: bool = Overwrite,
-    quiet: bool = Quiet,
-    debug: bool = Debug,
-) -> None:
+def saliency(a: argparse.Namespace) -> None:
     """Write the equirect video with its saliency as a colour heatmap."""
     from pan360 import pipeline
 
-    result = _run(debug, quiet, lambda progress, notify: pipeline.saliency(
-        input, output, maps_out=maps_out, plot=plot, saliency=saliency.value, weights=weights, device=device.value, crf=crf, preset=preset,
-        max_width=max_width, overwrite=overwrite, yaw_offset=yaw_offset, foa_format=foa_format.value,
-        projection=projection.value, stereo=stereo.value, progress=progress, notify=notify))
-    if not quiet:
-        err.print(f"wrote {result.output} (saliency: {result.source})", highlight=False)
+    result = _run(a.debug, a.quiet, lambda progress, notify: pipeline.saliency(
+        a.input, a.output, maps_out=a.maps_out, plot=a.plot, saliency=a.saliency, weights=a.weights,
+        device=a.device, crf=a.crf, preset=a.preset, max_width=a.max_width, overwrite=a.overwrite,
+        yaw_offset=a.yaw_offset, foa_format=a.foa_format, projection=a.projection, stereo=a.stereo,
+        progress=progress, notify=notify))
+    if not a.quiet:
+        print(f"wrote {result.output} (saliency: {result.source})", file=sys.stderr)
 
 
-@app.command()
-def preview(
-    input: Path = InputArg,
-    path: Optional[Path] = typer.Option(None, "--path", help="Trajectory file to start from (if it exists) and to save to [default: INPUT-stem_path.json here]."),
-    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 [default: any free port]."),
-    no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser (just print the URL)."),
-    size: Optional[str] = typer.Option(None, "--size", help="Output WxH of the path [default: as render]."),
-    fov: Optional[float] = typer.Option(None, "--fov", help="Horizontal field of view in degrees [default: 90]."),
-    saliency: SaliencyName = SaliencyOpt,
-    weights: Optional[Path] = Weights,
-    stabilize: Stabilize = typer.Option(Stabilize.auto, "--stabilize", help="As for render."),
-    device: Device = typer.Option(Device.auto, "--device", help="Where to run the network."),
-    quiet: bool = Quiet,
-    debug: bool = Debug,
-) -> None:
+def preview(a: argparse.Namespace) -> None:
     """Watch the planned camera in a local web page, steer it with keyframes, save the path for render --path."""
     from pan360 import preview as pv
 
     def job(progress, notify):
-        session = pv.open_session(input, path=path, saliency=saliency.value, weights=weights, fov=fov, size=size,
-                                  stabilize=stabilize.value, device=device.value, progress=progress, notify=notify)
-        return pv.make_server(session, port)
+        session = pv.open_session(a.input, path=a.path, saliency=a.saliency, weights=a.weights, fov=a.fov,
+                                  size=a.size, stabilize=a.stabilize, device=a.device, progress=progress,
+                                  notify=notify)
+        return pv.make_server(session, a.port)
 
-    server = _run(debug, quiet, job)
+    server = _run(a.debug, a.quiet, job)
     url = pv.url_of(server)
     print(f"pan360 preview: {url}  (Ctrl-C to stop; Save writes {server.RequestHandlerClass.session.save_to})", flush=True)
-    if not no_open:
+    if not a.no_open:
         import webbrowser
 
         webbrowser.open(url)
-    _run(debug, True, lambda progress, notify: server.serve_forever(), interrupted=lambda: "the preview stopped")
+    _run(a.debug, True, lambda progress, notify: server.serve_forever(), interrupted=lambda: "the preview stopped")
 
 
-@app.command()
-def info(
-    input: Path = InputArg,
-    projection: Projection = ProjectionOpt,
-    stereo: Stereo = StereoOpt,
-    debug: bool = Debug,
-) -> None:
+def info(a: argparse.Namespace) -> None:
     """Print size, frame rate, duration, projection, stereo mode and audio layout."""
     from pan360 import pipeline
 
-    mi = _run(debug, True, lambda progress, notify: pipeline.info(input, projection=projection.value,
-                                                                   stereo=stereo.value))
-    out = Console()
+    mi = _run(a.debug, True, lambda progress, notify: pipeline.info(a.input, projection=a.projection,
+                                                                     stereo=a.stereo))
     rows = [
         ("file", str(mi.path)),
         ("container", mi.format_name),
@@ -314,54 +218,35 @@ def info(
     from pan360.stabilize import describe_motion
 
     rows.append(("camera motion", describe_motion(mi)))
-    a = mi.audio
-    if a is None:
+    au = mi.audio
+    if au is None:
         rows.append(("audio", "none"))
     else:
-        kind = {"ambix": "ambiX (ACN/SN3D)", "fuma": "FuMa"}.get(a.ambisonic or "")
-        rows.append(("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch ({a.layout})"))
-        if kind is not None and a.channels > 4:
-            layout = f"ambisonics, {kind}, {a.channels} channels: its first-order part (channels 1-4) is used"
+        kind = {"ambix": "ambiX (ACN/SN3D)", "fuma": "FuMa"}.get(au.ambisonic or "")
+        rows.append(("audio", f"{au.codec} {au.sample_rate} Hz, {au.channels} ch ({au.layout})"))
+        if kind is not None and au.channels > 4:
+            layout = f"ambisonics, {kind}, {au.channels} channels: its first-order part (channels 1-4) is used"
         elif kind is not None:
             layout = f"first-order ambisonics, {kind}"
         else:
-            layout = "mono" if a.channels == 1 else "stereo" if a.channels == 2 else "not spatial"
+            layout = "mono" if au.channels == 1 else "stereo" if au.channels == 2 else "not spatial"
         rows.append(("audio layout", layout))
     for k, v in rows:
-        out.print(f"{k:<14} {v}", highlight=False, soft_wrap=True)
+        print(f"{k:<14} {v}")
 
 
-@app.command()
-def train(
-    data: Optional[list[Path]] = typer.Argument(None, help="Pair folders (frames/ + audio/) and/or video files or folders.", show_default=False),
-    config: Optional[Path] = typer.Option(None, "--config", help="Training config JSON (e.g. train/bundled.json)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder: checkpoints, log.csv, losses.png, model.safetensors."),
-    eval_data: Optional[list[Path]] = typer.Option(None, "--eval-data", help="Annotated held-out pair folder (repeatable)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint or a run folder's newest one."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="small (CPU-trainable), vgg16 (the paper) or lite0 (pretrained SoundNet-8 + EfficientNet-Lite0)."),
-    mechanism: Optional[int] = typer.Option(None, "--mechanism", help="Attention: 1 softmax, 2 ReLU+softmax."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps in total."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-    video_rate: Optional[float] = typer.Option(None, "--video-rate", help="Pairs per second of video (video sources)."),
-    init_vgg16: Optional[Path] = typer.Option(None, "--init-vgg16", help="Local torchvision VGG16 state dict (ImageNet init)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision on CUDA."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any config field as key=value (repeatable)."),
-    quiet: bool = Quiet,
-    debug: bool = Debug,
-) -> None:
+def train(a: argparse.Namespace) -> None:
     """Train the sound-attention network (torchrun for several GPUs)."""
     def job(progress, notify):
         from pan360.training import load_config, train as run_training
 
-        fields = {"data": [str(d) for d in data] if data else None, "out_dir": out and str(out),
-                  "eval_data": [str(d) for d in eval_data] if eval_data else None, "resume": resume and str(resume),
-                  "arch": arch, "mechanism": mechanism, "steps": steps, "batch_size": batch_size, "lr": lr,
-                  "seed": seed, "video_rate": video_rate, "init_vgg16": init_vgg16 and str(init_vgg16),
-                  "device": device, "amp": amp}
-        cfg = load_config(config, list(set_ or []))
+        fields = {"data": [str(d) for d in a.data] if a.data else None, "out_dir": a.out and str(a.out),
+                  "eval_data": [str(d) for d in a.eval_data] if a.eval_data else None,
+                  "resume": a.resume and str(a.resume), "arch": a.arch, "mechanism": a.mechanism,
+                  "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+                  "video_rate": a.video_rate, "init_vgg16": a.init_vgg16 and str(a.init_vgg16),
+                  "device": a.device, "amp": a.amp}
+        cfg = load_config(a.config, list(a.set or []))
         cfg = load_config(None, {**cfg.to_dict(), **{k: v for k, v in fields.items() if v is not None}})
         _check_train_numbers(cfg)
         run[0], created = Path(cfg.out_dir), _missing_root(Path(cfg.out_dir))
@@ -374,9 +259,9 @@ def train(
             raise
 
     run: list[Path | None] = [None]
-    final = _run(debug, quiet, job, interrupted=lambda: _train_interrupted(run[0]))
-    if not quiet:
-        err.print(f"wrote {final}", highlight=False)
+    final = _run(a.debug, a.quiet, job, interrupted=lambda: _train_interrupted(run[0]))
+    if not a.quiet:
+        print(f"wrote {final}", file=sys.stderr)
 
 
 def _check_train_numbers(cfg: object) -> None:
@@ -424,13 +309,6 @@ def _train_interrupted(run: Path | None) -> str:
     return "nothing was written"
 
 
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate localization (cIoU/AUC, concat-and-localize), a trajectory or annotated points.")
-app.add_typer(eval_app, name="eval")
-
-
-JsonOut = typer.Option(None, "--json", help="Also write the scores as JSON.")
-
-
 def _json_output(json_out: Path | None, overwrite: bool, *inputs: tuple[Path | None, str]):
     """The OutputSet of an eval command: its --json against its inputs (checked before any work)."""
     from pan360.media.output import OutputSet
@@ -449,74 +327,52 @@ def _write_json(files, json_out: Path | None, doc: dict) -> None:
         files.temp(json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
-@eval_app.command("pairs")
-def eval_pairs(
-    folder: Path = typer.Argument(..., help="Annotated pair folder (frames/, audio/, annotations).", show_default=False),
-    weights: Optional[Path] = Weights,
-    threshold: str = typer.Option("0.5", "--threshold", help="cIoU binarisation: a number in (0,1) or 'median' (LVS)."),
-    concat: bool = typer.Option(True, "--concat/--no-concat", help="Also run Oya et al.'s concat-and-localize protocol."),
-    withheld: str = typer.Option("mean", "--withheld", help="Sound withheld as the set's mean embedding ('mean') or silence ('zero')."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the concat pairing."),
-    device: Device = typer.Option(Device.auto, "--device"),
-    json_out: Optional[Path] = JsonOut,
-    overwrite: bool = Overwrite,
-    quiet: bool = Quiet,
-    debug: bool = Debug,
-) -> None:
+def eval_pairs(a: argparse.Namespace) -> None:
     """cIoU success and AUC on annotated pairs, and concat-and-localize with and without the sound."""
     def job(progress, notify):
         from pan360.errors import Pan360Error
         from pan360.nn.evaluate import concat_and_localize, evaluate_pairs
-        from pan360.nn.weights import load_network
-        from pan360.nn.weights import checkpoint_files
+        from pan360.nn.weights import checkpoint_files, load_network
 
         try:
-            thr = None if threshold == "median" else float(threshold)
+            thr = None if a.threshold == "median" else float(a.threshold)
         except ValueError:
             thr = -1.0
         if thr is not None and not 0.0 < thr < 1.0:  # nan too
-            raise Pan360Error(f"--threshold must be a number in (0, 1) or 'median', got {threshold!r}")
-        files = _json_output(json_out, overwrite, (folder, "pair folder"),
-                             *((f, "--weights") for f in checkpoint_files(weights)))
+            raise Pan360Error(f"--threshold must be a number in (0, 1) or 'median', got {a.threshold!r}")
+        files = _json_output(a.json, a.overwrite, (a.folder, "pair folder"),
+                             *((f, "--weights") for f in checkpoint_files(a.weights)))
         with files:
-            model = load_network(weights)
+            model = load_network(a.weights)
             stage = (lambda name: None if progress is None else (lambda d, t: progress(name, d, t)))
-            scores = {"pairs": evaluate_pairs(model, folder, threshold=thr, device=device.value,
+            scores = {"pairs": evaluate_pairs(model, a.folder, threshold=thr, device=a.device,
                                               progress=stage("eval"))}
-            if concat:
-                scores["concat"] = concat_and_localize(model, folder, seed=seed, withheld=withheld, threshold=thr,
-                                                       device=device.value, progress=stage("concat"))
-            _write_json(files, json_out, _plain(scores))
+            if a.concat:
+                scores["concat"] = concat_and_localize(model, a.folder, seed=a.seed, withheld=a.withheld,
+                                                       threshold=thr, device=a.device, progress=stage("concat"))
+            _write_json(files, a.json, _plain(scores))
         return scores
 
-    _print_scores(_run(debug, quiet, job))
+    _print_scores(_run(a.debug, a.quiet, job))
 
 
-@eval_app.command("trajectory")
-def eval_trajectory(
-    trajectory: Path = typer.Argument(..., help="Trajectory JSON (pan360 render --trajectory-out).", show_default=False),
-    truth: Path = typer.Argument(..., help="Ground-truth direction JSON (per-frame time, yaw, pitch, switch_times).", show_default=False),
-    margin: float = typer.Option(0.5, "--margin", help="Seconds around each source switch left out of in-view."),
-    json_out: Optional[Path] = JsonOut,
-    overwrite: bool = Overwrite,
-    debug: bool = Debug,
-) -> None:
+def eval_trajectory(a: argparse.Namespace) -> None:
     """In-view share, angular error and camera speed of a trajectory against the true source directions."""
     def job(progress, notify):
         from pan360.metrics import trajectory_metrics
         from pan360.options import check_number
 
-        check_number(margin, "--margin", low=0.0)
-        files = _json_output(json_out, overwrite, (trajectory, "trajectory"), (truth, "truth"))
+        check_number(a.margin, "--margin", low=0.0)
+        files = _json_output(a.json, a.overwrite, (a.trajectory, "trajectory"), (a.truth, "truth"))
         with files:
-            scores = {"trajectory": trajectory_metrics(trajectory, truth, margin=margin)}
-            _write_json(files, json_out, _plain(scores))
+            scores = {"trajectory": trajectory_metrics(a.trajectory, a.truth, margin=a.margin)}
+            _write_json(files, a.json, _plain(scores))
         return scores
 
-    scores = _run(debug, True, job)
-    note = _coverage_note(trajectory, truth)
+    scores = _run(a.debug, True, job)
+    note = _coverage_note(a.trajectory, a.truth)
     if note:
-        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        _note(note)
     _print_scores(scores)
 
 
@@ -540,37 +396,27 @@ def _coverage_note(trajectory: Path, truth: Path) -> str | None:
             f"{min(truth_times):.2f}-{max(truth_times):.2f} s: only {100 * max(covered, 0) / span:.0f}% of it is scored")
 
 
-@eval_app.command("points")
-def eval_points(
-    trajectory: Path = typer.Argument(..., help="Trajectory JSON (pan360 render --trajectory-out).", show_default=False),
-    annotations: Path = typer.Argument(..., help="Annotation JSON: clips → points [time s, yaw, pitch].", show_default=False),
-    clip: str = typer.Option(..., "--clip", help="Name of the annotated clip (a key of 'clips').", show_default=False),
-    rotate: float = typer.Option(0.0, "--rotate", help="Degrees the clip was turned (content moving right for > 0): point yaw + DEG."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts and per-point rows as JSON."),
-    overwrite: bool = Overwrite,
-    debug: bool = Debug,
-) -> None:
+def eval_points(a: argparse.Namespace) -> None:
     """Which hand-annotated source points fall inside the rendered camera frame (nearest path frame)."""
     def job(progress, notify):
         from pan360.metrics import load_annotated_points, points_in_view
         from pan360.options import check_number
         from pan360.paths import load_path
 
-        check_number(rotate, "--rotate", low=-360.0, high=360.0)
-        files = _json_output(json_out, overwrite, (trajectory, "trajectory"), (annotations, "annotations"))
+        check_number(a.rotate, "--rotate", low=-360.0, high=360.0)
+        files = _json_output(a.json, a.overwrite, (a.trajectory, "trajectory"), (a.annotations, "annotations"))
         with files:
-            report = points_in_view(load_path(trajectory), load_annotated_points(annotations, clip), rotate=rotate)
-            _write_json(files, json_out, {"trajectory": str(trajectory), "annotations": str(annotations),
-                                          "clip": clip, **report.as_dict()})
+            report = points_in_view(load_path(a.trajectory), load_annotated_points(a.annotations, a.clip),
+                                    rotate=a.rotate)
+            _write_json(files, a.json, {"trajectory": str(a.trajectory), "annotations": str(a.annotations),
+                                        "clip": a.clip, **report.as_dict()})
         return report
 
-    report = _run(debug, True, job)
-    out = Console()
-    out.print(f"in view: {report.in_view}/{report.total} ({100 * report.share:.0f}%)", highlight=False, markup=False)
+    report = _run(a.debug, True, job)
+    print(f"in view: {report.in_view}/{report.total} ({100 * report.share:.0f}%)")
     for p in report.points:
-        out.print(f"t={p.time:8.3f} s  point yaw {p.yaw:7.2f} pitch {p.pitch:6.2f}  camera yaw {p.camera_yaw:7.2f} "
-                  f"pitch {p.camera_pitch:6.2f}  error {p.angular_error:6.2f}°  {'in' if p.in_view else 'out'}",
-                  highlight=False, markup=False, soft_wrap=True)
+        print(f"t={p.time:8.3f} s  point yaw {p.yaw:7.2f} pitch {p.pitch:6.2f}  camera yaw {p.camera_yaw:7.2f} "
+              f"pitch {p.camera_pitch:6.2f}  error {p.angular_error:6.2f}°  {'in' if p.in_view else 'out'}")
 
 
 def _plain(v: object) -> object:
@@ -583,47 +429,232 @@ def _plain(v: object) -> object:
 
 
 def _print_scores(scores: dict) -> None:
-    out = Console()
     for section, values in _plain(scores).items():
-        out.print(f"[bold]{section}[/]")
+        print(section)
         for k, v in values.items():
             if isinstance(v, dict):
-                out.print(f"  {k}: " + ", ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}"
-                                                for a, b in v.items()), highlight=False)
+                print(f"  {k}: " + ", ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}"
+                                             for a, b in v.items()))
             else:
-                out.print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}", highlight=False)
+                print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}")
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"pan360 {__version__}")
-        raise typer.Exit()
+# -- the parser -------------------------------------------------------------------------------------
+
+class _UsageError(Exception):
+    """A usage error found by argparse, with the command whose --help explains it."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
 
 
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Show the version and exit.")) -> None:
-    """pan360: 360° video → a normal video that looks where the sound is."""
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises usage errors (main prints them as one line) instead of printing usage."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        kwargs.setdefault("allow_abbrev", False)  # an abbreviation would change meaning when options are added
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message, self.prog)
 
 
-def main() -> None:
+class _Formatter(argparse.HelpFormatter):
+    """Help with "Usage:" and each option's default where it has one worth saying."""
+
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:  # noqa: ANN001
+        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = re.sub(r"%(?!\()", "%%", action.help or "")  # a literal % (not argparse's own %(default)s)
+        shown = action.default not in (None, False, True, argparse.SUPPRESS) and action.option_strings
+        return f"{text} [default: {action.default}]" if shown and "[default" not in text else text
+
+
+def _common(p: argparse.ArgumentParser, *, quiet: bool = True, overwrite: bool = True) -> None:
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="Replace existing output files.")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="No progress bars or notes.")
+    p.add_argument("--debug", action="store_true", help="Show the full traceback on errors.")
+
+
+def _input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, metavar="INPUT", help="360° equirectangular video (any FFmpeg-readable file).")
+
+
+def _layout(p: argparse.ArgumentParser, audio: bool = True) -> None:
+    if audio:
+        p.add_argument("--yaw-offset", type=float, default=0.0,
+                       help="Degrees added to the audio direction (audio front ≠ video centre).")
+        p.add_argument("--foa-format", choices=FOA_FORMATS, default="auto",
+                       help="Ambisonic format of 4-channel audio (auto: metadata, else ambiX).")
+    p.add_argument("--projection", choices=PROJECTIONS, default="auto",
+                   help="Input layout, as ffmpeg v360 names it (auto: metadata, else equirect): equirect, "
+                        "eac (YouTube), c3x2, c6x1.")
+    p.add_argument("--stereo", choices=STEREO, default="auto", help="Stereo packing of the input (auto: metadata).")
+
+
+def _saliency(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--saliency", choices=SALIENCY, default="auto",
+                   help="Saliency source (auto: fused for spatial audio, net for mono/stereo when weights exist).")
+    p.add_argument("--weights", type=Path, help="Network checkpoint (.safetensors) [default: the bundled weights].")
+
+
+def _json(p: argparse.ArgumentParser, help: str = "Also write the scores as JSON.") -> None:
+    p.add_argument("--json", type=Path, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pan360`` parser: one subcommand per pipeline entry point (``func`` is its handler)."""
+    parser = _Parser(prog="pan360", description=HELP)
+    parser.add_argument("--version", action="version", version=f"pan360 {__version__}",
+                        help="Show the version and exit.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(sub, name: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        doc = (func.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc, description=doc)
+        p.set_defaults(func=func, parser=p)
+        return p
+
+    p = command(commands, "render", render)
+    _input(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="Output video, H.264 + AAC: .mp4, .m4v, .mov or .mkv.")
+    p.add_argument("--size", metavar="WxH", help="Output WxH, e.g. 1280x720 [default: 16:9, ≤ native, ≤ 1920 wide].")
+    p.add_argument("--fov", type=float, help="Horizontal field of view in degrees [default: 90].")
+    p.add_argument("--crf", type=float, default=20.0, help="x264 quality (lower is better).")
+    p.add_argument("--preset", default="medium", help="x264 preset (ultrafast … veryslow).")
+    p.add_argument("--path", type=Path, help="Render this camera path (trajectory JSON, keyframes allowed).")
+    p.add_argument("--trajectory-out", type=Path, help="Write the per-frame camera path (JSON).")
+    p.add_argument("--plot", type=Path, help="Write a PNG of camera yaw over saliency against time.")
+    _saliency(p)
+    p.add_argument("--cuts", action="store_true", help="Cut instead of panning for far jumps between sources.")
+    p.add_argument("--max-speed", type=float, help="Camera speed bound in °/s [default: 110].")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="Where to reproject (auto: CUDA when present).")
+    _layout(p)
+    p.add_argument("--stabilize", choices=STABILIZE, default="auto",
+                   help="level: horizon level; world: the camera's turns held still too; off: the picture's axes "
+                        "(auto: level when the file records the camera's motion, GPMF or CAMM).")
+    p.add_argument("--follow", action="append", metavar="TIME,YAW,PITCH",
+                   help="Follow the subject seen there (repeatable: switch subjects).")
+    p.add_argument("--framing", action="store_true",
+                   help="Keep a face near the view in frame with headroom (needs facenet-pytorch).")
+    p.add_argument("--zoom", action="store_true", help="Zoom in on one steady source, out for a spread scene or a fast pan.")
+    _common(p)
+
+    p = command(commands, "saliency", saliency)
+    _input(p)
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="Output video (.mp4, .m4v, .mov, .mkv): the equirect video with a heatmap.")
+    p.add_argument("--maps-out", type=Path, help="Write the raw maps and timestamps (NPZ).")
+    p.add_argument("--plot", type=Path, help="Write a PNG of the planned camera yaw over saliency.")
+    _saliency(p)
+    p.add_argument("--device", choices=DEVICES, default="auto", help="Where to run the network (auto: CUDA when present).")
+    p.add_argument("--crf", type=float, default=23.0, help="x264 quality (lower is better).")
+    p.add_argument("--preset", default="medium", help="x264 preset.")
+    p.add_argument("--max-width", type=int, default=1920, help="Downscale wider inputs to this width.")
+    _layout(p)
+    _common(p)
+
+    p = command(commands, "preview", preview)
+    _input(p)
+    p.add_argument("--path", type=Path, help="Trajectory file to start from (if it exists) and to save to "
+                                             "[default: INPUT-stem_path.json here].")
+    p.add_argument("--port", type=int, default=0, help="Port on 127.0.0.1 [default: any free port].")
+    p.add_argument("--no-open", action="store_true", help="Do not open a browser (just print the URL).")
+    p.add_argument("--size", metavar="WxH", help="Output WxH of the path [default: as render].")
+    p.add_argument("--fov", type=float, help="Horizontal field of view in degrees [default: 90].")
+    _saliency(p)
+    p.add_argument("--stabilize", choices=STABILIZE, default="auto", help="As for render.")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="Where to run the network.")
+    _common(p, overwrite=False)
+
+    p = command(commands, "info", info)
+    _input(p)
+    _layout(p, audio=False)
+    _common(p, quiet=False, overwrite=False)
+
+    p = command(commands, "train", train)
+    p.add_argument("data", type=Path, nargs="*", metavar="DATA",
+                   help="Pair folders (frames/ + audio/) and/or video files or folders.")
+    p.add_argument("--config", type=Path, help="Training config JSON (e.g. train/bundled.json).")
+    p.add_argument("--out", type=Path, help="Run folder: checkpoints, log.csv, losses.png, model.safetensors.")
+    p.add_argument("--eval-data", type=Path, action="append", help="Annotated held-out pair folder (repeatable).")
+    p.add_argument("--resume", type=Path, help="Continue from a checkpoint or a run folder's newest one.")
+    p.add_argument("--arch", help="small (CPU-trainable), vgg16 (the paper) or lite0 (pretrained SoundNet-8 + "
+                                  "EfficientNet-Lite0).")
+    p.add_argument("--mechanism", type=int, help="Attention: 1 softmax, 2 ReLU+softmax.")
+    p.add_argument("--steps", type=int, help="Optimizer steps in total.")
+    p.add_argument("--batch-size", type=int, help="Global batch size.")
+    p.add_argument("--lr", type=float, help="Learning rate.")
+    p.add_argument("--seed", type=int, help="Random seed.")
+    p.add_argument("--video-rate", type=float, help="Pairs per second of video (video sources).")
+    p.add_argument("--init-vgg16", type=Path, help="Local torchvision VGG16 state dict (ImageNet init).")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N.")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="Mixed precision on CUDA.")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="Any config field (repeatable).")
+    _common(p, overwrite=False)
+
+    ev = command(commands, "eval", _eval_help)
+    evals = ev.add_subparsers(dest="eval_command", metavar="COMMAND", parser_class=_Parser)
+
+    p = command(evals, "pairs", eval_pairs)
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="Annotated pair folder (frames/, audio/, annotations).")
+    p.add_argument("--weights", type=Path, help="Network checkpoint (.safetensors) [default: the bundled weights].")
+    p.add_argument("--threshold", default="0.5", help="cIoU binarisation: a number in (0,1) or 'median' (LVS).")
+    p.add_argument("--concat", action=argparse.BooleanOptionalAction, default=True,
+                   help="Also run Oya et al.'s concat-and-localize protocol.")
+    p.add_argument("--withheld", default="mean", help="Sound withheld as the set's mean embedding ('mean') or silence ('zero').")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the concat pairing.")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="Where to run the network.")
+    _json(p)
+    _common(p)
+
+    p = command(evals, "trajectory", eval_trajectory)
+    p.add_argument("trajectory", type=Path, metavar="TRAJECTORY", help="Trajectory JSON (pan360 render --trajectory-out).")
+    p.add_argument("truth", type=Path, metavar="TRUTH",
+                   help="Ground-truth direction JSON (per-frame time, yaw, pitch, switch_times).")
+    p.add_argument("--margin", type=float, default=0.5, help="Seconds around each source switch left out of in-view.")
+    _json(p)
+    _common(p, quiet=False)
+
+    p = command(evals, "points", eval_points)
+    p.add_argument("trajectory", type=Path, metavar="TRAJECTORY", help="Trajectory JSON (pan360 render --trajectory-out).")
+    p.add_argument("annotations", type=Path, metavar="ANNOTATIONS", help="Annotation JSON: clips → points [time s, yaw, pitch].")
+    p.add_argument("--clip", required=True, help="Name of the annotated clip (a key of 'clips').")
+    p.add_argument("--rotate", type=float, default=0.0,
+                   help="Degrees the clip was turned (content moving right for > 0): point yaw + DEG.")
+    _json(p, "Also write the counts and per-point rows as JSON.")
+    _common(p, quiet=False)
+    return parser
+
+
+def _eval_help(a: argparse.Namespace) -> None:
+    """Evaluate localization (cIoU/AUC, concat-and-localize), a trajectory or annotated points."""
+    a.parser.print_help()
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point. Usage errors (missing argument, unknown option, bad value) are one
-    line on stderr like every other error, exit code 2."""
-    import sys
-
+    line on stderr like every other error, exit code 2; no arguments print the help (exit code 2)."""
+    parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(standalone_mode=False)
-    except typer.TyperException as exc:  # Click's usage errors
-        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed already
-            sys.exit(2)
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        from rich.markup import escape
-
-        msg = " ".join(exc.format_message().split())
-        err.print(f"[red]error:[/] {escape(msg + hint)}", highlight=False, soft_wrap=True)
-        sys.exit(getattr(exc, "exit_code", 2))
-    except typer.Abort:
-        err.print("aborted", highlight=False)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        if not args:
+            parser.print_help()
+            raise SystemExit(2)
+        ns, extra = parser.parse_known_args(args)
+        if extra:
+            getattr(ns, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except _UsageError as exc:
+        _error(f"{exc} (see {exc.prog} --help)")
+        raise SystemExit(2) from None
+    if getattr(ns, "func", None) is None:
+        parser.print_help()
+        raise SystemExit(2)
+    ns.func(ns)
+    raise SystemExit(0)

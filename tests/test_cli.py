@@ -52,6 +52,25 @@ def test_help_lists_commands() -> None:
         assert cmd in out
 
 
+@pytest.mark.parametrize("command", ["render", "saliency"])
+def test_flags_are_the_api_keywords(command: str) -> None:
+    """Every keyword of the pipeline function is a flag of its command, with the same default."""
+    import inspect
+
+    from pan360 import cli, pipeline
+
+    ns = cli.build_parser().parse_args([command, "in.mp4", "-o", "out.mp4"])
+    assert ns.func is getattr(cli, command) and (ns.input, ns.output) == (Path("in.mp4"), Path("out.mp4"))
+    params = inspect.signature(getattr(pipeline, command)).parameters
+    for name, param in params.items():
+        if name in ("input", "output", "progress", "notify"):
+            continue
+        assert hasattr(ns, name), f"pipeline.{command}({name}=...) has no flag"
+        assert getattr(ns, name) == param.default, (name, getattr(ns, name), param.default)
+    flags = set(vars(ns)) - {"command", "func", "parser", "quiet", "debug"}
+    assert flags <= set(params), flags - set(params)
+
+
 def test_info(foa_clip) -> None:
     out = run_cli("info", foa_clip[0]).stdout
     assert "1920x960" in out
