@@ -274,3 +274,24 @@ def test_keyframes_beyond_the_clip_and_on_one_frame() -> None:
     assert np.allclose(p.yaw[[0, -1]], ends.yaw, atol=1e-6)  # the ends take the keyframes' interpolation
     assert abs(p.yaw[3 * fps] + 50.0) < 1e-6  # two keyframes on one frame: the later one
     assert angular_speed(p).max() <= 1.05 * 110.0
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 40])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_spline_is_scipys_not_a_knot_spline(n: int, uniform: bool) -> None:
+    """The planner's spline (no scipy.interpolate import at run time) against scipy's CubicSpline."""
+    from scipy.interpolate import CubicSpline
+
+    from pan360.trajectory import _spline_not_a_knot
+
+    rng = np.random.default_rng(n)
+    x = 0.1 * np.arange(n) + 3.0 if uniform else np.cumsum(rng.uniform(0.02, 0.3, n))
+    y = rng.normal(size=(n, 3))
+    xq = np.sort(np.concatenate([rng.uniform(x[0], x[-1], 500), x]))
+    ours, theirs = _spline_not_a_knot(x, y, xq), CubicSpline(x, y, axis=0)(xq)
+    assert np.allclose(ours, theirs, rtol=0, atol=1e-13 * np.abs(theirs).max())
+    assert np.allclose(_spline_not_a_knot(x, y, x), y, rtol=0, atol=1e-13)  # through the knots
+    if n >= 4:  # a cubic is reproduced exactly by a not-a-knot spline
+        cubic = np.stack([x ** 3 - 2 * x, 0.5 * x ** 2, np.ones_like(x)], axis=1)
+        want = np.stack([xq ** 3 - 2 * xq, 0.5 * xq ** 2, np.ones_like(xq)], axis=1)
+        assert np.allclose(_spline_not_a_knot(x, cubic, xq), want, atol=1e-9 * np.abs(want).max())
