@@ -606,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="Network checkpoint (.safetensors) [default: the bundled weights].")
     p.add_argument("--threshold", default="0.5", help="cIoU binarisation: a number in (0,1) or 'median' (LVS).")
     p.add_argument("--concat", action=argparse.BooleanOptionalAction, default=True,
-                   help="Also run Oya et al.'s concat-and-localize protocol.")
+                   help="Also run Oya et al.'s concat-and-localize protocol [default: on].")
     p.add_argument("--withheld", default="mean", help="Sound withheld as the set's mean embedding ('mean') or silence ('zero').")
     p.add_argument("--seed", type=int, default=0, help="Seed of the concat pairing.")
     p.add_argument("--device", choices=DEVICES, default="auto", help="Where to run the network.")
