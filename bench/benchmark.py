@@ -47,8 +47,9 @@ alternating (each round starting one command later, so that no contender always 
 place), and reports the medians of wall and CPU seconds (peak RSS: the largest); each ratio is the
 median of the rounds' own ratios (a contender against its peer of the same round), printed with their
 range. pan360's modules run from bytecode, as in an installation (``PYTHONDONTWRITEBYTECODE`` is
-dropped for the children; the cache goes to the workdir). The load average is printed before and after. Generated clips stay in ``--workdir`` (default: a temporary folder) and
-are reused; outputs go to its ``out/``; the raw pictures and the wav are deleted after their section.
+dropped for the children; the cache goes to the workdir). The load average is printed before and
+after. Generated clips stay in ``--workdir`` (default: a temporary folder) and are reused; outputs go
+to its ``out/``; the raw pictures and the wav are deleted after their section.
 ``--device`` is the pan360 renders' (and the picture dump's) device. ``--quick`` runs the same code on
 tiny inputs, 1 s 960x480 clips rendered to 320x180 (``full``: a generated 1 s 960x480 clip with FOA
 audio, unless ``--full-input``; ``cuda``: a 1 s 960x480 clip): a smoke test, its verdicts meaningless.

@@ -3,7 +3,7 @@
 Errors become one line on stderr and a non-zero exit (``--debug`` shows the traceback); usage errors
 (a missing argument, an unknown option, a bad value) too, with exit code 2. Progress bars go to stderr
 through rich (``--quiet`` silences them). argparse rather than a richer framework: the command line
-starts in the time its imports take (typer 0.29 added ~0.2 CPU s to every run, bench/README.md).
+starts in the time its imports take (typer 0.29 added ~0.25 CPU s to every run, bench/README.md).
 """
 
 from __future__ import annotations

@@ -233,15 +233,23 @@ def _spline_not_a_knot(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarr
             b[0] = ((dxr[0] + 2 * d0) * dxr[1] * slope[0] + dxr[0] ** 2 * slope[1]) / d0
             diag[-1], lower[-1] = dx[-2], d1
             b[-1] = (dxr[-1] ** 2 * slope[-2] + (2 * d1 + dxr[-1]) * dxr[-2] * slope[-1]) / d1
-        # Elimination down the band (its pivots stay positive for increasing x), then back substitution.
+        # Elimination down the band (its pivots stay positive for increasing x), then back substitution,
+        # on Python floats: the recurrence is sequential, and numpy's per-row overhead made it 3x slower
+        # (72000 steps, two hours of video: ~0.1 CPU s; scipy's banded solve 0.02 s after a 0.3 s import).
+        lo, di, up = lower.tolist(), diag.tolist(), upper.tolist()
+        w = [0.0] * n
         for i in range(1, n):
-            w = lower[i] / diag[i - 1]
-            diag[i] -= w * upper[i - 1]
-            b[i] -= w * b[i - 1]
-        s = np.empty_like(y)
-        s[-1] = b[-1] / diag[-1]
-        for i in range(n - 2, -1, -1):
-            s[i] = (b[i] - upper[i] * s[i + 1]) / diag[i]
+            w[i] = lo[i] / di[i - 1]
+            di[i] -= w[i] * up[i - 1]
+        ss = []
+        for col in b.T.tolist():  # each coordinate alone: the same operations as on the rows
+            for i in range(1, n):
+                col[i] -= w[i] * col[i - 1]
+            col[-1] /= di[-1]
+            for i in range(n - 2, -1, -1):
+                col[i] = (col[i] - up[i] * col[i + 1]) / di[i]
+            ss.append(col)
+        s = np.array(ss, np.float64).T.reshape(y.shape)
     # Hermite coefficients per interval, then sum_k c[3-k] z^k accumulated from the constant term up.
     t = (s[:-1] + s[1:] - 2 * slope) / dxr
     c0, c1, c2, c3 = t / dxr, (slope - s[:-1]) / dxr - t, s[:-1], y[:-1]
