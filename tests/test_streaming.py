@@ -181,13 +181,21 @@ def test_render_memory_does_not_grow_with_the_audio(tmp_path: Path, saliency: st
     (Both are past the in-memory size of :class:`AudioStream` and past the FOA maps' largest chunk, the
     constant part of the peak.)"""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    peaks = {}
-    for seconds in (100, 300):
-        clip = long_clip(tmp_path / f"long{seconds}.mp4", seconds)
+    clips = {seconds: long_clip(tmp_path / f"long{seconds}.mp4", seconds) for seconds in (100, 300)}
+
+    def peak(seconds: int) -> float:
         out = tmp_path / f"out{seconds}.mp4"
-        peaks[seconds] = peak_rss_mib("render", clip, "-o", out, "--saliency", saliency, "--preset", "ultrafast", "-q")
+        mib = peak_rss_mib("render", clips[seconds], "-o", out, "--saliency", saliency, "--preset", "ultrafast",
+                           "-q", "--overwrite")
         sound = read_audio(out)  # the output carries the whole track's sound
         assert sound.channels == 2 and abs(sound.duration - seconds) < 0.1
         assert np.abs(sound.samples[:, -48000:]).max() > 0.01
+        return mib
+
+    peaks = {seconds: peak(seconds) for seconds in clips}
+    if peaks[300] - peaks[100] >= 40:
+        # The same render's peak varies by ~±30 MiB from run to run (seen: growths of -16 to +43 MiB
+        # with identical code); a real growth shows in the lower of two runs as well.
+        peaks = {seconds: min(peaks[seconds], peak(seconds)) for seconds in clips}
     growth = peaks[300] - peaks[100]
     assert growth < 40, f"peak RSS {peaks[100]:.0f} MiB at 100 s, {peaks[300]:.0f} MiB at 300 s"
