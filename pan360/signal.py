@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from numpy.lib.stride_tricks import as_strided
+
 from pan360.errors import Pan360Error
 
 F32 = NDArray[np.float32]
@@ -90,7 +92,7 @@ class Mapped(Signal):
 
 
 class Resampled(Signal):
-    """``parent`` at ``sample_rate`` through ``scipy.signal.resample_poly``, computed range by range.
+    """``parent`` at ``sample_rate`` through :func:`resample_poly`, computed range by range.
 
     Each range is resampled from a stretch of the parent that starts on a multiple of the decimation
     factor (so its samples sit on the whole signal's output grid) with 64 filter lengths of margin
@@ -113,16 +115,88 @@ class Resampled(Signal):
         up, down = self._up, self._down
         if up == down:
             return self.parent.read(start, stop)
-        from scipy.signal import resample_poly  # ~0.3 CPU s to import: only where used
-
         n_in, margin = self.parent.length, 64 * down
         lo, hi = max(start, 0), min(stop, self.length)
         if hi <= lo:
             return np.zeros((self.channels, max(stop - start, 0)), np.float32)
         a = max(0, (lo * down // up - margin) // down * down)
         b = min(n_in, int(math.ceil(hi * down / up)) + margin)
-        seg = resample_poly(self.parent.read(a, b), up, down, axis=1).astype(np.float32)
+        seg = resample_poly(self.parent.read(a, b), up, down)
         return slice_padded(seg, a * up // down, start, stop)
+
+
+#: Kaiser window of :func:`resample_poly`'s filter (scipy's default ``("kaiser", 5.0)``).
+KAISER_BETA = 5.0
+
+
+def kaiser_lowpass(up: int, down: int) -> tuple[NDArray[np.float64], int]:
+    """The anti-aliasing filter ``scipy.signal.resample_poly`` designs for ``up / down`` (in lowest
+    terms): ``firwin(2 * half + 1, 1 / max(up, down), window=("kaiser", 5))`` with ``half = 10 max(up,
+    down)``, in scipy's order of operations (unit gain at DC). Returns (taps, half)."""
+    rate = max(up, down)
+    half = 10 * rate
+    n_taps = 2 * half + 1
+    cutoff = 1.0 / rate
+    centre = 0.5 * (n_taps - 1)
+    m = np.arange(n_taps, dtype=np.float64) - centre
+    h = cutoff * np.sinc(cutoff * m)
+    h *= np.i0(KAISER_BETA * np.sqrt(1 - (m / centre) ** 2.0)) / np.i0(KAISER_BETA)
+    return h / np.sum(h), half
+
+
+def resample_poly(x: ArrayLike, up: int, down: int, chunk: int = 4096) -> F32:
+    """``x`` (N,) or (C, N) float32 resampled by ``up / down`` along its last axis: the values of
+    ``scipy.signal.resample_poly(x, up, down, axis=-1)`` for float32 input, bit for bit (tested), without
+    importing scipy.signal (~0.8 CPU s beside torch: a twentieth of a default render).
+
+    scipy filters with :func:`kaiser_lowpass` cast to float32 and times ``up``, delayed so that output
+    ``i`` sits at input time ``i down / up``, and sums each output's products in float32 from the
+    oldest input sample to the newest (``upfirdn``); zeros outside the signal. Here the outputs are
+    grouped by their filter phase: output ``j = up m + c`` reads input ``(c down) // up + m down - r``
+    with tap ``(c down) % up + up r``, so for each tap index one vector operation serves every output,
+    in scipy's order. ``chunk`` outputs per phase at a time bound the memory.
+    """
+    a = np.asarray(x, dtype=np.float32)
+    rows = a[None] if a.ndim == 1 else a
+    g = math.gcd(up, down)
+    up, down = up // g, down // g
+    if up == down == 1:
+        return a.copy()
+    n_in = rows.shape[1]
+    n_out = -(-n_in * up // down)
+    h, half = kaiser_lowpass(up, down)
+    taps = h.astype(np.float32)
+    taps *= up
+    pre = down - half % down  # scipy's leading zeros: output 0 falls on input 0
+    first = (half + pre) // down  # outputs of upfirdn dropped before the first kept one
+    n_phase = -(-(pre + len(taps)) // up)  # taps per phase
+    padded = np.zeros(n_phase * up, np.float32)
+    padded[pre:pre + len(taps)] = taps
+    c = np.arange(up)
+    # (up, n_phase): the taps of output class c, newest input last (scipy's flipped phases)
+    phase_taps = padded.reshape(n_phase, up).T[(c * down) % up, ::-1]
+    col = (c * down) // up  # input offset of class c within its row of the strided view
+    width = int(col.max()) + n_phase
+    m0, m1 = first // up, -(-(first + n_out) // up)
+    out = np.empty((rows.shape[0], n_out), np.float32)
+    for ch, row in enumerate(rows):
+        # row shifted right by n_phase - 1 zeros, long enough for the last output's newest sample
+        xz = np.zeros(max((m1 - 1) * down + width, n_phase - 1 + n_in) + 1, np.float32)
+        xz[n_phase - 1:n_phase - 1 + n_in] = row
+        parts = []
+        for ma in range(m0, m1, chunk):
+            mb = min(m1, ma + chunk)
+            # view[m, q] = xz[(ma + m) down + q]; transposed so that each class's inputs are one row
+            view = as_strided(xz[ma * down:], shape=(mb - ma, width), strides=(down * 4, 4))
+            inputs = np.ascontiguousarray(view.T)
+            acc = np.zeros((up, mb - ma), np.float32)
+            for k in range(n_phase):
+                acc += inputs[col + k] * phase_taps[:, k:k + 1]
+            parts.append(acc.T.ravel())
+        y = np.concatenate(parts)
+        skip = first - up * m0
+        out[ch] = y[skip:skip + n_out]
+    return out[0] if a.ndim == 1 else out
 
 
 def slice_padded(samples: F32, first: int, start: int, stop: int) -> F32:

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import resample_poly
 from torch import Tensor
 
 from pan360.errors import Pan360Error
-from pan360.signal import Resampled, Signal, as_signal
+from pan360.signal import Resampled, Signal, as_signal, resample_poly
 
 if TYPE_CHECKING:
     from pan360.nn.model import ModelConfig
@@ -43,12 +42,13 @@ def preprocess_frames(rgb: np.ndarray | Tensor, size: tuple[int, int] | None = N
 
 
 def resample_audio(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    """Mono float32 samples resampled with a polyphase filter (``scipy.signal.resample_poly``)."""
+    """Mono float32 samples resampled with a polyphase filter (:func:`pan360.signal.resample_poly`,
+    scipy's values)."""
     x = np.asarray(samples, dtype=np.float32)
     if sample_rate == target_rate:
         return x
     ratio = Fraction(target_rate, sample_rate)
-    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+    return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
 def _mono_signal(samples: np.ndarray | Signal, sample_rate: int) -> Signal:
