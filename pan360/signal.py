@@ -16,9 +16,8 @@ from fractions import Fraction
 from typing import Callable
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
 from numpy.lib.stride_tricks import as_strided
+from numpy.typing import ArrayLike, NDArray
 
 from pan360.errors import Pan360Error
 
@@ -157,13 +156,19 @@ def resample_poly(x: ArrayLike, up: int, down: int, chunk: int = 4096) -> F32:
     in scipy's order. ``chunk`` outputs per phase at a time bound the memory.
     """
     a = np.asarray(x, dtype=np.float32)
+    if a.ndim not in (1, 2):
+        raise Pan360Error(f"resample_poly needs (N,) or (C, N) samples, got shape {a.shape}")
+    if int(up) != up or int(down) != down or up < 1 or down < 1:
+        raise Pan360Error(f"resampling factors must be positive integers, got {up}/{down}")
     rows = a[None] if a.ndim == 1 else a
-    g = math.gcd(up, down)
-    up, down = up // g, down // g
+    g = math.gcd(int(up), int(down))
+    up, down = int(up) // g, int(down) // g
     if up == down == 1:
         return a.copy()
     n_in = rows.shape[1]
     n_out = -(-n_in * up // down)
+    if n_out == 0:
+        return np.zeros((*a.shape[:-1], 0), np.float32)
     h, half = kaiser_lowpass(up, down)
     taps = h.astype(np.float32)
     taps *= up

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal as scipy_signal
 
+from pan360.errors import Pan360Error
 from pan360.signal import kaiser_lowpass, resample_poly
 
 RATIOS = [(147, 320), (1, 2), (147, 160), (441, 640), (160, 147), (2, 3), (3, 1), (441, 480), (4, 6)]
@@ -33,6 +34,11 @@ def test_short_and_chunked() -> None:
     x = np.random.default_rng(0).standard_normal(30000).astype(np.float32)
     assert np.array_equal(resample_poly(x, 147, 320, chunk=7), resample_poly(x, 147, 320))
     assert np.array_equal(resample_poly(x, 5, 5), x)
+    assert resample_poly(np.zeros(0, np.float32), 147, 320).shape == (0,)
+    assert resample_poly(np.zeros((2, 0), np.float32), 1, 2).shape == (2, 0)
+    for bad in ((0, 2), (2, -1), (1.5, 2)):
+        with pytest.raises(Pan360Error, match="positive integers"):
+            resample_poly(x, *bad)
 
 
 @pytest.mark.parametrize("up,down", RATIOS[:5])

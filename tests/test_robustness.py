@@ -35,6 +35,15 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            sounding_until=2.0)
 
 
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 s of the same (240 frames): x264 at "slower" holds 60 frames before its first packet, so on the
+    2 s clip the output's first bytes came only as the encoder flushed, and a signal sent then could
+    arrive after the render had finished (seen once in CI)."""
+    return write_drum_clip(tmp_path_factory.mktemp("long") / "in.mp4", width=128, height=64, duration=8.0,
+                           sounding_until=8.0)
+
+
 @pytest.fixture
 def work(tmp_path: Path, clip: Path) -> Path:
     """A folder holding a copy of the clip (in.mp4), a 2 s trajectory (path.json) and a 12 s truth."""
@@ -167,7 +176,8 @@ def test_outputs_must_differ_from_each_other(work: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- case 5
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_clean_up_like_ctrl_c(work: Path, sig: signal.Signals) -> None:
+def test_sigterm_and_sighup_clean_up_like_ctrl_c(work: Path, long_clip: Path, sig: signal.Signals) -> None:
+    shutil.copy(long_clip, work / "in.mp4")  # still encoding when its output's first bytes appear
     before = snapshot(work)
     proc = start_render(work, "out.mp4", *FAST, "--size", "640x360", "--preset", "slower", "--trajectory-out",
                         "t.json")
