@@ -2,9 +2,9 @@
 (:func:`reuse_freed_memory`), for the network's analysis on the CPU.
 
 glibc's malloc takes every block above its mmap threshold (128 KiB, raised by what is freed up to
-32 MiB) straight from the kernel and gives it back on ``free``. The network's activations are 10–55 MB
-each, made and dropped layer after layer, so each picture touches ~0.3 GB of fresh pages, one page fault
-per 4 KiB, and the kernel zeroes every page. On the 2-core VM of bench/README.md a default render of a
+32 MiB) straight from the kernel and gives it back on ``free``. The network's activations are up to ~50 MB
+each, made and dropped layer after layer, so every picture touched 0.05–0.15 GB of fresh pages (one
+page fault per 4 KiB, each page zeroed by the kernel). On the 2-core VM of bench/README.md a default render of a
 10 s clip took ~1 M faults (3–5 CPU s of system time, a fifth of the render) this way; with the heap
 reused, ~0.25 M (only the first touch of the heap's pages).
 
