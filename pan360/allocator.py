@@ -1,5 +1,5 @@
 """Large short-lived blocks served from the C library's heap instead of fresh pages
-(:func:`reuse_freed_memory`), for the network's analysis on the CPU.
+(:func:`reuse_freed_memory`), for the network's analysis and training on the CPU.
 
 glibc's malloc takes every block above its mmap threshold (128 KiB, raised by what is freed up to
 32 MiB) straight from the kernel and gives it back on ``free``. The network's activations are up to ~50 MB
@@ -58,6 +58,11 @@ def glibc() -> ctypes.CDLL | None:
 
 def _set(lib: ctypes.CDLL, param: int, value: int) -> None:
     lib.mallopt(ctypes.c_int(param), ctypes.c_int(value))
+
+
+def reusing_freed_memory() -> bool:
+    """Whether a :func:`reuse_freed_memory` context is active now (always False off glibc)."""
+    return glibc() is not None and _depth > 0
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pan360 import synthetic
+from pan360.allocator import glibc, reusing_freed_memory
 from pan360.errors import Pan360Error
 from pan360.nn.evaluate import annotated_indices
 from pan360.nn.model import ModelConfig, SoundLocalizer
@@ -223,7 +224,10 @@ def test_train_loss_falls_checkpoints_and_resume(tmp_path: Path) -> None:
     common = dict(data=[str(data)], out_dir=str(out), model={"image_height": 64, "image_width": 128}, batch_size=4,
                   lr=1e-3, num_workers=0, augment=False, log_every=1, checkpoint_every=5, seed=1,
                   eval_data=[str(data)], eval_every=8, eval_threshold=0.5)
-    final = train(steps=16, **common)  # the 4 pairs are one batch: the same batch every step
+    inside: list[bool] = []  # on the CPU the loop reuses freed heap pages (pan360.allocator), and only the loop
+    # the 4 pairs are one batch: the same batch every step
+    final = train(steps=16, on_log=lambda row: inside.append(reusing_freed_memory()), **common)
+    assert len(inside) == 16 and all(inside) == (glibc() is not None) and not reusing_freed_memory()
     evals = _rows(out / "eval.csv")  # held-out scores every eval_every steps (here: the training pairs)
     assert [int(r["step"]) for r in evals] == [8, 16] and all(int(r["n"]) == 4 for r in evals)
     assert all(0.0 <= float(r[k]) <= 1.0 for r in evals for k in ("ciou_success", "auc", "hit_rate"))
