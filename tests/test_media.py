@@ -16,6 +16,8 @@ import av
 import numpy as np
 import pytest
 
+from conftest import ffmpeg_exe
+
 from pan360.errors import Pan360Error
 from pan360.media import VideoWriter, atomic_output, iter_frames, probe, read_audio
 
@@ -264,6 +266,34 @@ def test_video_writer_vfr_audio_round_trip(tmp_path):
         kinds = [p.stream.type for p in c.demux() if p.size]
     last_video = max(i for i, k in enumerate(kinds) if k == "video")
     assert sum(k == "audio" for k in kinds[:last_video]) > 0.5 * len(times)
+
+
+def _smooth_ramp(i: int, w: int, h: int) -> np.ndarray:
+    """A ramp drifting 2 px a frame: easy to predict, so x264 puts B-frames at the end of the stream."""
+    x, y = np.arange(w)[None, :, None], np.arange(h)[:, None, None]
+    return np.broadcast_to(((x + 2 * i) * 3 + y * 2) % 256, (h, w, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n", [9, 12, 16])  # lengths whose last packet in decoding order is a B-frame
+def test_each_packet_lasts_its_own_frame_interval(tmp_path, n):
+    """Packet durations are display intervals, so the MP4 reports the true frame rate and the ffmpeg
+    program decodes exactly the frames written. When the last packet in decoding order carried the end
+    time instead, the file said 29.88 fps and ``ffmpeg -i OUT -f rawvideo`` duplicated a frame."""
+    out = tmp_path / "d.mp4"
+    with VideoWriter(out, 128, 64, fps=30, duration=n / 30, crf=23, preset="veryfast") as w:
+        for i in range(n):
+            w.write(_smooth_ramp(i, 128, 64), i / 30)
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        packets = [(p.pts, p.duration) for p in c.demux(s) if p.size]
+        rate, tb = s.average_rate, s.time_base
+    shown = sorted(packets)
+    ends = [pts for pts, _ in shown[1:]] + [round(Fraction(n, 30) / tb)]
+    assert [d for _, d in shown] == [end - pts for (pts, _), end in zip(shown, ends)]
+    assert rate == 30
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                         check=True, capture_output=True).stdout
+    assert len(raw) == n * 128 * 64
 
 
 def test_ffmpeg_written_4ch_aac_reads_in_file_order(tmp_path):

@@ -287,7 +287,9 @@ class VideoWriter:
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24").reformat(format="yuv420p")
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
-        # x264 leaves packet durations at 0; the MP4 muxer needs the last one to end the track right.
+        # x264 leaves packet durations at 0. Each packet gets its own frame's display interval (the last
+        # frame's runs to the end): the muxer ends the track at the largest pts + duration, and the
+        # stts sum gives players and ffmpeg the average frame rate.
         self._pending.extend(packets)
         ready = [p for p in self._pending if p.pts in self._durations]
         self._pending = [p for p in self._pending if p.pts not in self._durations]
@@ -346,14 +348,7 @@ class VideoWriter:
         if self._astream is not None:
             for p in self._astream.encode(None):
                 self._container.mux(p)
-        tail = self._video.encode(None)
-        self._pending.extend(tail)
-        last = self._pending[-1] if self._pending else None
-        if last is not None and last.pts is not None:
-            # The MP4 muxer ends the track at pts + duration of the last packet in decoding order
-            # (with B-frames not the last frame shown), so that packet carries the end time.
-            self._durations[last.pts] = max(1, end - last.pts)
-        self._mux_video([])
+        self._mux_video(self._video.encode(None))
         for p in self._pending:  # cannot happen with x264, kept so that no frame is ever lost
             self._container.mux(p)
         self._container.close()
