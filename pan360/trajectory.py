@@ -121,8 +121,14 @@ def _neighbours(grid: float, pitch_limit: float, reach: float) -> tuple[np.ndarr
     looks at the ground and loses the sources through the narrow vertical FOV).
     """
     cand = _candidates(grid, pitch_limit)
-    dyaw = sphere.wrap_yaw(cand[:, None, 0] - cand[None, :, 0])
-    ang = np.hypot(dyaw, cand[:, None, 1] - cand[None, :, 1])
+    # Candidates run pitch-major over one yaw row and one pitch column: the (C, C) distances are
+    # those of the (yaw, yaw) and (pitch, pitch) differences, wrapped once per pair of rows rather
+    # than once per pair of candidates (the same values, 4x faster).
+    n_yaw = int(np.count_nonzero(cand[:, 1] == cand[0, 1]))
+    yaws, pitches = cand[:n_yaw, 0], cand[::n_yaw, 1]
+    dyaw = sphere.wrap_yaw(yaws[:, None] - yaws[None, :])
+    dpitch = pitches[:, None] - pitches[None, :]
+    ang = np.hypot(dyaw[None, :, None, :], dpitch[:, None, :, None]).reshape(len(cand), len(cand))
     near = ang <= reach + 1e-6
     k = int(near.sum(axis=1).max())
     idx = np.tile(np.arange(len(cand))[:, None], (1, k))
@@ -147,8 +153,11 @@ def _taper(x: np.ndarray, edge: float, floor: float) -> np.ndarray:
     x = np.abs(x)
     if edge >= 1.0:
         return (x < 1.0).astype(np.float64)
-    ramp = floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * np.clip((x - edge) / (1.0 - edge), 0.0, 1.0)))
-    return np.where(x <= edge, 1.0, np.where(x < 1.0, ramp, 0.0))
+    out = (x <= edge).astype(np.float64)
+    on_ramp = (x > edge) & (x < 1.0)  # the cosine only where it is used (few cells of a view)
+    r = x[on_ramp]
+    out[on_ramp] = floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * np.clip((r - edge) / (1.0 - edge), 0.0, 1.0)))
+    return out
 
 
 @lru_cache(maxsize=4)
@@ -162,14 +171,15 @@ def _inclusion(grid: float, pitch_limit: float, h_fov: float, v_fov: float, edge
     cells = sphere.equirect_vectors(cols, rows).reshape(-1, 3)
     tx, ty = math.tan(math.radians(h_fov) / 2), math.tan(math.radians(v_fov) / 2)
     out = np.empty((len(cand), len(cells)), np.float32)
-    for c, (yaw, pitch) in enumerate(cand):
-        cam = cells @ rotation_matrix(float(yaw), float(pitch), 0.0)  # camera frame: x view axis, y left, z up
-        fwd = cam[:, 0]
+    rot = np.stack([rotation_matrix(float(yaw), float(pitch), 0.0) for yaw, pitch in cand])
+    for c in range(0, len(cand), 64):  # 64 views at a time: whole-array work, ~1 MB temporaries
+        cam = np.matmul(cells, rot[c:c + 64])  # (views, cells, 3) camera frame: x view axis, y left, z up
+        fwd = cam[..., 0]
         safe = np.where(fwd > 1e-9, fwd, 1.0)
-        w = _taper(-cam[:, 1] / safe / tx, edge, edge_weight) * _taper(cam[:, 2] / safe / ty, edge, edge_weight)
+        w = _taper(-cam[..., 1] / safe / tx, edge, edge_weight) * _taper(cam[..., 2] / safe / ty, edge, edge_weight)
         # Outside the frame a faint cardioid still ranks views by how near they are to the saliency,
         # so a pan between two sources is timed on the switch instead of anywhere it costs the same.
-        out[c] = np.where(fwd > 1e-9, w, 0.0) + proximity * 0.5 * (1.0 + fwd)
+        out[c:c + 64] = np.where(fwd > 1e-9, w, 0.0) + proximity * 0.5 * (1.0 + fwd)
     return out
 
 

@@ -295,3 +295,38 @@ def test_spline_is_scipys_not_a_knot_spline(n: int, uniform: bool) -> None:
         cubic = np.stack([x ** 3 - 2 * x, 0.5 * x ** 2, np.ones_like(x)], axis=1)
         want = np.stack([xq ** 3 - 2 * xq, 0.5 * xq ** 2, np.ones_like(xq)], axis=1)
         assert np.allclose(_spline_not_a_knot(x, cubic, xq), want, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("grid, pitch_limit, reach", [(5.0, 60.0, 10.0), (7.0, 30.0, 14.0), (360 / 7, 0.0, 360 / 7)])
+def test_neighbours_and_view_weights_match_their_definitions(grid: float, pitch_limit: float, reach: float) -> None:
+    """The planner's tables, built a row of candidates or a block of views at a time, equal the
+    per-pair and per-view definitions (written out here) exactly."""
+    from pan360.geometry import rotation_matrix
+    from pan360.trajectory import _candidates, _inclusion, _neighbours
+
+    cand = _candidates(grid, pitch_limit)
+    ang = np.hypot(sphere.wrap_yaw(cand[:, None, 0] - cand[None, :, 0]), cand[:, None, 1] - cand[None, :, 1])
+    idx, dist = _neighbours(grid, pitch_limit, reach)
+    for c in range(len(cand)):
+        js = np.flatnonzero(ang[c] <= reach + 1e-6)
+        assert idx[c, :len(js)].tolist() == js.tolist() and np.all(idx[c, len(js):] == c)
+        assert np.array_equal(dist[c, :len(js)], ang[c, js]) and np.all(dist[c, len(js):] == 0)
+
+    h_fov, v_fov, edge, floor, proximity, rows, cols = 90.0, 58.7, 0.5, 0.5, 0.1, 16, 32
+    weights = _inclusion(grid, pitch_limit, h_fov, v_fov, edge, floor, proximity, rows, cols)
+    cells = sphere.equirect_vectors(cols, rows).reshape(-1, 3)
+    tx, ty = np.tan(np.radians(h_fov) / 2), np.tan(np.radians(v_fov) / 2)
+
+    def taper(x: np.ndarray) -> np.ndarray:
+        x = np.abs(x)
+        ramp = floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * np.clip((x - edge) / (1 - edge), 0, 1)))
+        return np.where(x <= edge, 1.0, np.where(x < 1.0, ramp, 0.0))
+
+    for c in range(0, len(cand), max(1, len(cand) // 40)):
+        cam = cells @ rotation_matrix(float(cand[c, 0]), float(cand[c, 1]), 0.0)
+        fwd = cam[:, 0]
+        safe = np.where(fwd > 1e-9, fwd, 1.0)
+        w = taper(-cam[:, 1] / safe / tx) * taper(cam[:, 2] / safe / ty)
+        expected = (np.where(fwd > 1e-9, w, 0.0) + proximity * 0.5 * (1.0 + fwd)).astype(np.float32)
+        np.testing.assert_allclose(weights[c], expected, rtol=0, atol=1e-6)  # matmul may round differently
+        assert weights[c].max() > 1.0 and weights[c].min() >= 0.0  # in-frame cells and the cardioid
