@@ -23,6 +23,7 @@ import numpy as np
 from pan360 import geometry
 from pan360.geometry import View
 from pan360.paths import CameraPath
+from pan360.signal import gaussian_smooth
 
 #: Faces are looked for this many times a second (the offset is smoothed in between).
 RATE = 2.0
@@ -100,8 +101,6 @@ def frame_faces(info: Any, path: CameraPath, detector: Detector, *, stabilizatio
                 notify: Callable[[str], None] | None = None) -> tuple[CameraPath, dict[str, float]]:
     """``path`` with its pitch raised where a face near the view would be cut (module docstring); and a
     summary: frames looked at, with a face near, moved, and the largest offset (degrees)."""
-    from scipy.ndimage import gaussian_filter1d
-
     from pan360.media import iter_frames
     from pan360.reproject import Renderer
 
@@ -131,7 +130,7 @@ def frame_faces(info: Any, path: CameraPath, detector: Detector, *, stabilizatio
     held = np.maximum.reduce([np.roll(offs_a, k) for k in (-1, 0, 1)]) if len(offs_a) > 2 else offs_a
     held[0], held[-1] = max(offs_a[:2]), max(offs_a[-2:])
     sigma = SMOOTH_S * RATE
-    smooth = gaussian_filter1d(held, sigma, mode="nearest") if len(held) > 2 else held
+    smooth = gaussian_smooth(held, sigma) if len(held) > 2 else held
     per_frame = np.interp(t[:n], t[idx], smooth)
     new = replace(path, pitch=np.clip(path.pitch + per_frame, -90.0, 90.0))
     summary = {"looked": len(idx), "faces": near, "moved": int(np.sum(offs_a > 0.5)),

@@ -205,6 +205,35 @@ def resample_poly(x: ArrayLike, up: int, down: int, chunk: int = 1 << 20) -> F32
     return out[0] if a.ndim == 1 else out
 
 
+def gaussian_smooth(x: ArrayLike, sigma: float, axis: int = 0, truncate: float = 4.0) -> NDArray[np.floating]:
+    """``x`` smoothed along ``axis`` by a Gaussian of ``sigma`` samples, edges extended with their end
+    values: ``scipy.ndimage.gaussian_filter1d(x, sigma, axis, mode="nearest")`` bit for bit (tested),
+    without importing scipy.ndimage (~0.25 CPU s, which a render along a planned path otherwise pays
+    only for this).
+
+    scipy's kernel: ``exp(-x² / 2σ²)`` over ``|x| <= int(truncate σ + 0.5)``, normalised to sum 1;
+    each output is the centre tap's product plus, from the outermost pair inwards, each symmetric
+    pair of samples summed and then weighted, in float64. Float inputs keep their dtype.
+    """
+    a = np.asarray(x)
+    if sigma <= 0 or not math.isfinite(sigma):
+        raise Pan360Error(f"Gaussian sigma must be positive and finite, got {sigma}")
+    out_dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64
+    v = np.moveaxis(a.astype(np.float64, copy=False), axis, 0)
+    radius = int(truncate * float(sigma) + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    w = np.exp(-0.5 / (float(sigma) * float(sigma)) * offsets ** 2)
+    w = w / w.sum()
+    n = len(v)
+    if n == 0:
+        return a.astype(out_dtype, copy=True)
+    p = v[np.clip(np.arange(-radius, n + radius), 0, n - 1)]  # "nearest": the end samples repeated
+    acc = p[radius:radius + n] * w[radius]
+    for j in range(radius, 0, -1):
+        acc += (p[radius - j:radius - j + n] + p[radius + j:radius + j + n]) * w[radius + j]
+    return np.moveaxis(acc, 0, axis).astype(out_dtype, copy=False)
+
+
 def slice_padded(samples: F32, first: int, start: int, stop: int) -> F32:
     """Samples ``start`` to ``stop - 1`` of a signal whose array ``samples`` (C, M) begins at sample
     ``first``; zeros where it has none (a view when it lies inside)."""

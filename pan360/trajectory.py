@@ -40,6 +40,7 @@ from .errors import Pan360Error
 from pan360.progress import Progress
 from .geometry import DEFAULT_FOV, H_FOV_RANGE, check_fov, rotation_matrix, v_fov_for
 from .paths import CameraPath
+from .signal import gaussian_smooth
 
 
 
@@ -205,9 +206,7 @@ def _check_inputs(maps: ArrayLike, times: ArrayLike) -> tuple[np.ndarray, np.nda
 
 def _smooth_segment(vec: np.ndarray, sigma_steps: float) -> np.ndarray:
     if sigma_steps > 0 and len(vec) > 1:
-        from scipy.ndimage import gaussian_filter1d  # imported when planning, not with the module
-
-        vec = gaussian_filter1d(vec, sigma_steps, axis=0, mode="nearest")
+        vec = gaussian_smooth(vec, sigma_steps, axis=0)
     n = np.linalg.norm(vec, axis=1, keepdims=True)
     return vec / np.where(n > 1e-12, n, 1.0)
 
@@ -631,8 +630,6 @@ def zoom_path(path: CameraPath, maps: ArrayLike, *, zoom_in: float = 0.75, zoom_
     (Gaussian, ``smooth`` s) and its change bounded to ``max_rate`` degrees of h_fov per second; the
     vertical FOV follows the output's aspect. Off by default: see bench/README.md for the measurement.
     """
-    from scipy.ndimage import gaussian_filter1d
-
     m = np.asarray(maps)
     t = path.times
     conc = np.empty(len(t))
@@ -644,7 +641,7 @@ def zoom_path(path: CameraPath, maps: ArrayLike, *, zoom_in: float = 0.75, zoom_
     speed = np.concatenate([[step[0] if len(step) else 0.0], step]) if len(t) > 1 else np.zeros(1)
     factor = np.where((speed > 40.0) | (conc < 0.25), zoom_out, np.where((conc > 0.6) & (speed < 10.0), zoom_in, 1.0))
     dt = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
-    factor = gaussian_filter1d(factor, smooth / dt, mode="nearest") if len(t) > 2 else factor
+    factor = gaussian_smooth(factor, smooth / dt) if len(t) > 2 else factor
     h = np.clip(path.h_fov * factor, *H_FOV_RANGE)
     out = h.copy()
     for i in range(1, len(h)):  # bounded zoom speed

@@ -1,15 +1,17 @@
-"""pan360.signal.resample_poly: scipy.signal.resample_poly's values for float32 audio, bit for bit,
-at the rates a camera's audio meets the network's 22.05 kHz (and others), on every length down to
-one sample; the filter is scipy's firwin design."""
+"""pan360.signal's stand-ins for scipy, bit for bit: resample_poly gives scipy.signal.resample_poly's
+values for float32 audio at the rates a camera's audio meets the network's 22.05 kHz (and others), on
+every length down to one sample, with scipy's firwin design as the filter; gaussian_smooth gives
+scipy.ndimage.gaussian_filter1d's values (mode "nearest"), used to smooth camera paths."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as scipy_ndimage
 from scipy import signal as scipy_signal
 
 from pan360.errors import Pan360Error
-from pan360.signal import kaiser_lowpass, resample_poly
+from pan360.signal import gaussian_smooth, kaiser_lowpass, resample_poly
 
 RATIOS = [(147, 320), (1, 2), (147, 160), (441, 640), (160, 147), (2, 3), (3, 1), (441, 480), (4, 6)]
 
@@ -49,3 +51,21 @@ def test_filter_is_scipys(up: int, down: int) -> None:
     ref = scipy_signal.firwin(2 * half + 1, 1.0 / rate, window=("kaiser", 5.0))
     np.testing.assert_allclose(h, ref, rtol=0, atol=1e-16)  # np.i0 against scipy.special.i0: ~1e-18
     assert np.array_equal(h.astype(np.float32), ref.astype(np.float32))  # the taps resample_poly uses
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gaussian_smooth_equals_scipy_bit_for_bit(dtype) -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(1, 200))  # down to one sample, and shorter than the kernel
+        sigma = float(rng.uniform(0.2, 15.0))
+        shape, axis = [((n,), 0), ((n, 3), 0), ((4, n), 1)][trial % 3]
+        x = rng.standard_normal(shape).astype(dtype)
+        ours = gaussian_smooth(x, sigma, axis=axis)
+        theirs = scipy_ndimage.gaussian_filter1d(x, sigma, axis=axis, mode="nearest")
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), (n, sigma, shape)
+    step = np.r_[np.zeros(20), np.ones(20)]
+    smooth = gaussian_smooth(step, 3.0)
+    assert smooth[0] == 0.0 and smooth[-1] == 1.0 and np.all(np.diff(smooth) >= 0)  # ends held, monotone
+    with pytest.raises(Pan360Error, match="sigma"):
+        gaussian_smooth(step, 0.0)
