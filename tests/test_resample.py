@@ -1,7 +1,8 @@
 """pan360.signal's stand-ins for scipy, bit for bit: resample_poly gives scipy.signal.resample_poly's
 values for float32 audio at the rates a camera's audio meets the network's 22.05 kHz (and others), on
 every length down to one sample, with scipy's firwin design as the filter; gaussian_smooth gives
-scipy.ndimage.gaussian_filter1d's values (mode "nearest"), used to smooth camera paths."""
+scipy.ndimage.gaussian_filter1d's values (mode "nearest"), used to smooth camera paths; box_smooth
+gives scipy.ndimage.uniform_filter's (mode "nearest"), used on the FOA maps' time-frequency planes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from scipy import ndimage as scipy_ndimage
 from scipy import signal as scipy_signal
 
 from pan360.errors import Pan360Error
-from pan360.signal import gaussian_smooth, kaiser_lowpass, resample_poly
+from pan360.signal import box_smooth, gaussian_smooth, kaiser_lowpass, resample_poly
 
 RATIOS = [(147, 320), (1, 2), (147, 160), (441, 640), (160, 147), (2, 3), (3, 1), (441, 480), (4, 6)]
 
@@ -69,3 +70,21 @@ def test_gaussian_smooth_equals_scipy_bit_for_bit(dtype) -> None:
     assert smooth[0] == 0.0 and smooth[-1] == 1.0 and np.all(np.diff(smooth) >= 0)  # ends held, monotone
     with pytest.raises(Pan360Error, match="sigma"):
         gaussian_smooth(step, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_box_smooth_equals_scipy_bit_for_bit(dtype) -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        shape = (int(rng.integers(1, 120)), int(rng.integers(1, 60)))
+        if trial % 3 == 0:
+            shape = (4, *shape)  # the FOA maps' stack: energy and three intensities
+        x = (rng.random(shape) * 10.0 ** rng.integers(-6, 3)).astype(dtype)
+        size = tuple(int(rng.integers(1, 12)) for _ in shape)  # odd, even and 1
+        ours = box_smooth(x, size)
+        theirs = scipy_ndimage.uniform_filter(x, size=size, mode="nearest")
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), (shape, size)
+    ramp = np.arange(10.0)
+    assert np.array_equal(box_smooth(ramp, (3,))[1:-1], ramp[1:-1]) and box_smooth(ramp, (3,))[0] == 1 / 3
+    with pytest.raises(Pan360Error, match="box sizes"):
+        box_smooth(ramp, (3, 3))

@@ -50,7 +50,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from pan360.errors import Pan360Error
 from pan360.progress import Progress
-from pan360.signal import Signal, as_signal
+from pan360.signal import Signal, as_signal, box_smooth
 from pan360.sphere import equirect_angles, equirect_solid_angle, equirect_vectors, vec_to_dir
 
 __all__ = ["foa_energy_maps", "foa_direction_track", "map_peaks", "DirectionTrack"]
@@ -149,7 +149,6 @@ def _analyse(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike
     # scipy here, not at the top: importing it costs ~0.3 CPU s, which a render along a given path,
     # or any job without FOA maps, never needs
     from scipy import sparse
-    from scipy.ndimage import uniform_filter
 
     times = np.asarray(frame_times, dtype=np.float64).ravel()
     if sample_rate <= 0 or not np.all(np.isfinite(times)):
@@ -217,9 +216,9 @@ def _analyse(foa: ArrayLike | Signal, sample_rate: float, frame_times: ArrayLike
         energy = 0.5 * scale * (np.abs(w_) ** 2 + np.abs(x_) ** 2 + np.abs(y_) ** 2 + np.abs(z_) ** 2)
         wc = np.conj(w_)
         inten = [scale * (wc * c).real for c in (x_, y_, z_)]  # points at the source in SN3D
-        size = (smooth_t, _FREQ_SMOOTH)
-        e_s = uniform_filter(energy, size=size, mode="nearest")
-        i_s = [uniform_filter(c, size=size, mode="nearest") for c in inten]
+        # the energy and the three intensities smoothed together (the same values as one at a time)
+        smoothed = box_smooth(np.stack([energy, *inten]), (1, smooth_t, _FREQ_SMOOTH))
+        e_s, i_s = smoothed[0], list(smoothed[1:])
         i_norm = np.sqrt(i_s[0] ** 2 + i_s[1] ** 2 + i_s[2] ** 2)
         directness = np.divide(i_norm, e_s, out=np.zeros_like(e_s), where=e_s > 0).clip(0.0, 1.0)
         weight = (energy * directness)[fa - ea:fb - ea]  # direct power E·(1-ψ) per bin
