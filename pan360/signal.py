@@ -7,6 +7,13 @@ encoder) reads ``(channels, stop - start)`` float32 ranges through :meth:`Signal
 no stage keeps a whole long recording in memory; an array (:class:`ArraySignal`) is simply sliced.
 Derived signals (:meth:`Signal.map`, :class:`Resampled`) compute their ranges from their parent's on
 demand, so they stream too.
+
+The module also holds numpy versions of the scipy filters pan360 needs, each equal to scipy's
+output bit for bit and tested against it. With them a render loads no ``scipy.signal`` or
+``scipy.ndimage``:
+- :func:`resample_poly` resamples audio for the network
+- :func:`gaussian_smooth` smooths camera paths
+- :func:`box_smooth` smooths the FOA maps' time-frequency planes
 """
 
 from __future__ import annotations
