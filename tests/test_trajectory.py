@@ -300,7 +300,8 @@ def test_spline_is_scipys_not_a_knot_spline(n: int, uniform: bool) -> None:
 @pytest.mark.parametrize("grid, pitch_limit, reach", [(5.0, 60.0, 10.0), (7.0, 30.0, 14.0), (360 / 7, 0.0, 360 / 7)])
 def test_neighbours_and_view_weights_match_their_definitions(grid: float, pitch_limit: float, reach: float) -> None:
     """The planner's tables, built a row of candidates or a block of views at a time, equal the
-    per-pair and per-view definitions (written out here) exactly."""
+    per-pair and per-view definitions written out here: the neighbours exactly, the view weights
+    within float32 rounding (a batched matmul may sum in another order)."""
     from pan360.geometry import rotation_matrix
     from pan360.trajectory import _candidates, _inclusion, _neighbours
 
