@@ -251,6 +251,8 @@ def box_smooth(x: ArrayLike, size: Sequence[int]) -> NDArray[np.floating]:
     As scipy: one axis after the other, axes of size 1 left alone; along an axis a running sum in
     float64 (the first box summed in order, then the sample entering minus the sample leaving), each
     output the sum divided by the size, stored in the input's float dtype before the next axis.
+    Besides the result it holds only a few float64 slices at a time (no padded or float64 copy of the
+    whole array: the FOA maps smooth chunks of tens of MB, and large transients fragment the heap).
     """
     out = np.asarray(x)
     if not np.issubdtype(out.dtype, np.floating):
@@ -262,17 +264,20 @@ def box_smooth(x: ArrayLike, size: Sequence[int]) -> NDArray[np.floating]:
         if k == 1 or n == 0:
             continue
         back = k // 2
-        v = np.moveaxis(out, axis, 0).astype(np.float64)
-        p = v[np.clip(np.arange(-back, n + k - back - 1), 0, n - 1)]  # "nearest": the end samples repeated
-        run = p[0].copy()
-        for i in range(1, k):
-            run += p[i]
-        res = np.empty_like(v)
+        v = np.moveaxis(out, axis, 0)
+
+        def sample(i: int, v: NDArray = v, n: int = n) -> NDArray[np.float64]:
+            return v[min(max(i, 0), n - 1)].astype(np.float64)  # "nearest": the end samples repeated
+
+        run = sample(-back)
+        for i in range(1 - back, k - back):
+            run += sample(i)
+        res = np.empty(v.shape, out.dtype)  # each quotient rounded to the input's dtype, as scipy stores it
         res[0] = run / k
         for i in range(1, n):
-            run += p[i + k - 1] - p[i - 1]
+            run += sample(i + k - 1 - back) - sample(i - 1 - back)
             res[i] = run / k
-        out = np.moveaxis(res, 0, axis).astype(out.dtype)
+        out = np.moveaxis(res, 0, axis)
     return out
 
 
